@@ -1,0 +1,804 @@
+"""OnlineFineTuneClassifier: the sklearn-facing estimator.
+
+It validates input, encodes labels and keeps fitted state; the torch side (networks,
+the update rules, seeding) lives in ``_network.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+from torch import nn
+
+from . import _network as net
+from .exceptions import NonFiniteStepWarning
+
+_FLOATS = (np.float64, np.float32)
+
+
+def _is_skorch_net(obj) -> bool:
+    try:
+        from skorch import NeuralNet
+    except ImportError:  # pragma: no cover - skorch is a core dependency
+        return False
+    return isinstance(obj, NeuralNet)
+
+
+class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
+    r"""A PyTorch classifier that is pretrained with ``fit`` and keeps learning online
+    with ``partial_fit``.
+
+    The network is a shared **trunk** (inputs to features) and a task **head** (features
+    to one logit per class); predictions are ``softmax(head(trunk(X)))``. ``fit``
+    pretrains every parameter; each ``partial_fit`` first updates the trunk on the new
+    chunk, then fine-tunes the head on the same chunk with the trunk frozen.
+
+    Parameters
+    ----------
+    module : None, torch.nn.Module instance or class, or fitted skorch NeuralNetClassifier, default=None
+        The network. ``None`` builds an MLP trunk (``hidden_layer_sizes``,
+        ``activation``, ``dropout``) and a linear head. An ``nn.Module`` instance is
+        deep-copied into ``module_`` and never trained in place; a class is
+        instantiated with ``module_kwargs``. A fitted skorch ``NeuralNetClassifier``
+        gives its trained ``module_`` and its ``classes_`` as the pretrained start
+        (``clone`` turns a skorch net into an unfitted one: for searches, pass
+        ``module=net.module_, classes=net.classes_``). The trunk and head are the
+        attributes named by ``trunk_attr`` and ``head_attr``; an ``nn.Sequential``
+        without them is split into all layers but the last (trunk) and the last
+        (head). The head must return logits; the module's own ``forward`` is not used.
+    module_kwargs : dict, default=None
+        Keyword arguments for ``module`` when it is a class.
+    trunk_attr : str, default="trunk"
+        Attribute of the module holding the shared trunk.
+    head_attr : str, default="head"
+        Attribute of the module holding the task head.
+    classes : array-like, default=None
+        The full label set. If None, ``fit`` takes the labels of ``y`` and
+        ``partial_fit`` needs its ``classes`` argument on the first call.
+    hidden_layer_sizes : tuple of int, default=(100,)
+        Widths of the default trunk's hidden layers.
+    activation : {"relu", "tanh", "logistic", "gelu", "identity"}, default="relu"
+        Activation of the default trunk.
+    dropout : float, default=0.0
+        Dropout probability after each hidden layer of the default trunk.
+    optimizer : {"adam", "adamw", "sgd"}, default="adam"
+        Optimizer for pretraining, the trunk update and the head fine-tune
+        (``"sgd"`` uses momentum 0.9).
+    lr : float, default=1e-3
+        Learning rate of pretraining in ``fit``.
+    weight_decay : float, default=0.0
+        Weight decay of every optimizer.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; ``"auto"`` is ``min(200, n_samples)``.
+    max_iter : int, default=200
+        Maximum number of epochs of ``fit``.
+    tol : float, default=1e-4
+        ``fit`` stops when the training loss (or, with early stopping, the validation
+        accuracy) has not improved by at least ``tol`` for ``n_iter_no_change`` epochs.
+    n_iter_no_change : int, default=10
+        See ``tol``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data in ``fit`` (stratified), stop when
+        its accuracy stops improving and keep the best weights, as ``MLPClassifier``.
+    validation_fraction : float, default=0.1
+        Share of the data held out when ``early_stopping=True``.
+    trunk_lr : float, default=1e-3
+        Learning rate of the trunk update in ``partial_fit``. ``0`` freezes the trunk.
+    trunk_epochs : int, default=1
+        Passes over each chunk in the trunk update.
+    head_lr : float, default=1e-2
+        Learning rate of the head fine-tune in ``partial_fit``.
+    head_steps : int, default=3
+        Full-chunk gradient steps of the head fine-tune. ``0`` skips it.
+    dtype : {"float32", "float64"}, default="float32"
+        Floating point type of the network.
+    device : {"cpu", "cuda", "auto"} or str, default="cpu"
+        Where the network lives and computes; ``"auto"`` picks CUDA when available.
+        Mini-batches are copied there, nothing else.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling and dropout. An int gives bit-identical
+        results for ``fit`` and for any sequence of ``partial_fit`` calls. The global
+        torch and numpy random states are never touched.
+    verbose : int, default=0
+        Print the loss of each epoch of ``fit`` when positive.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit``, when ``X`` has string column names.
+    module_ : torch.nn.Module
+        The trained network.
+    device_ : torch.device
+        The device the network lives on.
+    n_iter_ : int
+        Epochs run by ``fit``, plus one per ``partial_fit`` call.
+    loss_curve_ : list of float
+        Mean training loss of each epoch of ``fit``, then of each ``partial_fit``
+        trunk update.
+    validation_scores_ : list of float or None
+        Validation accuracy of each epoch when ``early_stopping=True``.
+    best_validation_score_ : float or None
+        Best validation accuracy when ``early_stopping=True``.
+    n_samples_seen_ : int
+        Rows learned from by ``fit`` and ``partial_fit`` since the last ``fit``.
+    n_skipped_steps_ : int
+        Gradient steps skipped because their loss or gradients were not finite.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : numpy MLP with ``partial_fit``.
+    sklearn.linear_model.SGDClassifier : linear models with ``partial_fit``.
+    skorch.NeuralNetClassifier : general-purpose sklearn wrapper for torch modules.
+
+    Notes
+    -----
+    Write :math:`f_\theta` for the trunk, :math:`g_\phi` for the head and
+
+    .. math::
+        L(\theta, \phi; B) = \frac{\sum_{i \in B} w_i\,
+        \ell_{\mathrm{CE}}(g_\phi(f_\theta(x_i)), y_i)}{\sum_{i \in B} w_i}
+
+    for the weighted cross-entropy of a mini-batch :math:`B`. ``fit`` minimises
+    :math:`L` over :math:`(\theta, \phi)` with mini-batch steps of the optimizer at rate
+    ``lr``. ``partial_fit`` on a chunk :math:`C` does, in order:
+
+    1. trunk update: for each mini-batch :math:`B \subseteq C` (``trunk_epochs``
+       shuffled passes), :math:`\theta \leftarrow \mathrm{opt}_\theta(\theta,
+       \nabla_\theta L(\theta, \phi; B))` at rate ``trunk_lr``; :math:`\phi` is fixed;
+    2. head fine-tune: with :math:`\theta` frozen and the trunk in eval mode, compute
+       :math:`z_i = f_\theta(x_i)` once for :math:`i \in C`, then ``head_steps`` times
+       :math:`\phi \leftarrow \mathrm{opt}_\phi(\phi, \nabla_\phi \sum_{i \in C} w_i
+       \ell_{\mathrm{CE}}(g_\phi(z_i), y_i) / \sum_{i\in C} w_i)` at rate ``head_lr``.
+
+    :math:`\mathrm{opt}_\theta` and :math:`\mathrm{opt}_\phi` are two optimizers whose
+    state (Adam's moments) persists across ``partial_fit`` calls. A step whose loss or
+    gradients are not finite is skipped with a :class:`~skocl.exceptions.NonFiniteStepWarning`
+    and counted in ``n_skipped_steps_``, so the weights never become NaN.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skocl import OnlineFineTuneClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16
+    >>> clf = OnlineFineTuneClassifier(max_iter=30, random_state=0).fit(X[:1000], y[:1000])
+    >>> for start in range(1000, 1700, 100):
+    ...     clf = clf.partial_fit(X[start:start + 100], y[start:start + 100])
+    >>> clf.n_samples_seen_
+    1700
+    >>> bool(clf.score(X[1700:], y[1700:]) > 0.9)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "module": "no_validation",  # checked in _make_module, which names the type
+        "module_kwargs": [None, dict],
+        "trunk_attr": [str],
+        "head_attr": [str],
+        "classes": ["array-like", None],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(net.ACTIVATIONS))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "optimizer": [StrOptions(set(net.OPTIMIZERS))],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "trunk_lr": [Interval(Real, 0, None, closed="left")],
+        "trunk_epochs": [Interval(Integral, 0, None, closed="left")],
+        "head_lr": [Interval(Real, 0, None, closed="left")],
+        "head_steps": [Interval(Integral, 0, None, closed="left")],
+        "dtype": [StrOptions(set(net.DTYPES))],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        module=None,
+        *,
+        module_kwargs=None,
+        trunk_attr="trunk",
+        head_attr="head",
+        classes=None,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        dropout=0.0,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        batch_size="auto",
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        trunk_lr=1e-3,
+        trunk_epochs=1,
+        head_lr=1e-2,
+        head_steps=3,
+        dtype="float32",
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.module = module
+        self.module_kwargs = module_kwargs
+        self.trunk_attr = trunk_attr
+        self.head_attr = head_attr
+        self.classes = classes
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.trunk_lr = trunk_lr
+        self.trunk_epochs = trunk_epochs
+        self.head_lr = head_lr
+        self.head_steps = head_steps
+        self.dtype = dtype
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    # ------------------------------------------------------------------ fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Pretrain every parameter of the network on ``(X, y)``.
+
+        Earlier calls to ``fit`` and ``partial_fit`` are forgotten. Training starts
+        from the user's ``module`` when one is given, from a fresh MLP otherwise.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; sparse matrices are densified one mini-batch at a time.
+        y : array-like of shape (n_samples,)
+            Labels of any type (ints, strings, booleans).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the samples in the loss.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X, y, sw = self._validate_first(X, y, sample_weight)
+        classes, source = self._resolve_start(self.classes)
+        if classes is None:
+            classes = unique_labels(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"fit needs samples of at least 2 classes; y has 1 class: {classes[0]!r}."
+            )
+        y_idx = _encode(classes, y)
+        seed = self._draw_seed()
+        module, trunk, head = self._make_module(source, len(classes), X, seed)
+
+        self._start(classes, module, trunk, head, seed)
+        self._pretrain(X, y_idx, sw)
+        self.n_samples_seen_ = X.shape[0]
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Learn from one chunk: update the trunk, then fine-tune the head.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The chunk.
+        y : array-like of shape (n_samples,)
+            Its labels, all in ``classes_``.
+        classes : array-like of shape (n_classes,), default=None
+            Every label the stream can hold. Required on the first call unless the
+            ``classes`` parameter or a skorch ``module`` gives them; must match
+            ``classes_`` on later calls.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the chunk's samples.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        if not hasattr(self, "module_"):
+            return self._first_partial_fit(X, y, classes, sample_weight)
+
+        X, y_idx, sw = self._validate_chunk(X, y, classes, sample_weight)
+        return self._learn_chunk(X, y_idx, sw)
+
+    def _learn_chunk(self, X, y_idx, sw):
+        if self._trunk_opt is None:
+            self._make_online_optimizers()
+        chunk = net.make_chunk(X, y_idx, sw, self._torch_dtype, self.device_)
+        with self._rng.scope(self.device_, self._stochastic) as gen:
+            loss, skipped = net.online_update(
+                self._trunk,
+                self._head,
+                self._trunk_opt,
+                self._head_opt,
+                self._trunk_params,
+                self._head_params,
+                chunk,
+                batch_size=self._batch_size(len(chunk)),
+                trunk_epochs=self.trunk_epochs if self.trunk_lr > 0 else 0,
+                head_steps=self.head_steps,
+                gen=gen,
+            )
+        self.n_iter_ += 1
+        self.loss_curve_.append(loss)
+        self.n_samples_seen_ += len(chunk)
+        self._count_skipped(skipped)
+        return self
+
+    def _first_partial_fit(self, X, y, classes, sample_weight):
+        X, y, sw = self._validate_first(X, y, sample_weight)
+        start_classes, source = self._resolve_start(self.classes)
+        if classes is None:
+            classes = start_classes
+        elif start_classes is not None and not np.array_equal(
+            unique_labels(classes), start_classes
+        ):
+            raise ValueError(
+                f"classes={classes!r} differs from the module's or the classes "
+                f"parameter's label set {start_classes!r}."
+            )
+        if classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        classes = unique_labels(classes)
+        if len(classes) < 2:
+            raise ValueError(f"classes must hold at least 2 labels, got {classes!r}.")
+        y_idx = _encode(classes, y)
+        seed = self._draw_seed()
+        module, trunk, head = self._make_module(source, len(classes), X, seed)
+
+        self._start(classes, module, trunk, head, seed)
+        self.n_iter_ = 0
+        self.loss_curve_ = []
+        self.n_samples_seen_ = 0
+        return self._learn_chunk(X, y_idx, sw)
+
+    # ------------------------------------------------------------------ validation
+    def _validate_first(self, X, y, sample_weight):
+        """Validate a call that (re)starts the model; restore what validate_data reset
+        if anything is wrong, so that a failed call changes nothing."""
+        saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_") if k in self.__dict__}
+        try:
+            X, y = validate_data(
+                self, X, y, accept_sparse="csr", dtype=_FLOATS, reset=True, y_numeric=False
+            )
+            check_classification_targets(y)
+            sw = self._check_weights(sample_weight, X)
+        except Exception:
+            for k in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(k, None)
+            self.__dict__.update(saved)
+            raise
+        return X, y, sw
+
+    def _validate_chunk(self, X, y, classes, sample_weight):
+        """Validate a chunk for a fitted model, with a fast path for plain arrays."""
+        if classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
+            raise ValueError(
+                f"`classes={classes!r}` is not the same as on last call to partial_fit, "
+                f"was: {self.classes_!r}"
+            )
+        if not self._fast_X(X):
+            X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, reset=False)
+        if type(y) is not np.ndarray or y.ndim != 1:
+            y = column_or_1d(y, warn=True)
+        if y.shape[0] != X.shape[0]:
+            check_consistent_length(X, y)
+        y_idx = _encode(self.classes_, y)
+        sw = self._check_weights(sample_weight, X)
+        return X, y_idx, sw
+
+    def _fast_X(self, X) -> bool:
+        """True when X is a finite 2-D float ndarray of the fitted width: such input
+        skips ``validate_data``, whose checks it already passes."""
+        return (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and X.dtype.kind == "f"
+            and X.shape[1] == self.n_features_in_
+            and X.shape[0] > 0
+            and not hasattr(self, "feature_names_in_")
+            and bool(np.isfinite(X.sum()))
+        )
+
+    @staticmethod
+    def _check_weights(sample_weight, X):
+        if sample_weight is None:
+            return None
+        sw = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+        if not np.isfinite(sw).all():
+            raise ValueError("sample_weight contains NaN or infinity.")
+        if not sw.any():
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        return sw
+
+    # ------------------------------------------------------------------ set-up
+    def _resolve_start(self, classes):
+        """The label set and the torch module a (re)start begins from."""
+        source = self.module
+        if _is_skorch_net(source):
+            if not getattr(source, "initialized_", False) or not hasattr(source, "module_"):
+                raise ValueError(
+                    "module is a skorch net that is not fitted or initialized; sklearn's "
+                    "clone() drops a skorch net's weights, so for searches pass "
+                    "module=net.module_ and classes=net.classes_."
+                )
+            net_classes = getattr(source, "classes_", None)
+            if classes is None and net_classes is not None:
+                classes = net_classes
+        if classes is None:
+            return None, source
+        classes = unique_labels(classes)
+        return classes, source
+
+    def _make_module(self, source, n_classes, X, seed):
+        """Build or deep-copy the network, find its trunk and head, and check that it
+        maps X's width to ``n_classes`` logits. Nothing is stored on self."""
+        n_features = X.shape[1]
+        if source is None:
+            module = net.seeded_build(
+                seed,
+                net.build_mlp,
+                n_features,
+                n_classes,
+                tuple(self.hidden_layer_sizes),
+                self.activation,
+                self.dropout,
+            )
+        elif _is_skorch_net(source):
+            module = copy.deepcopy(source.module_)
+        elif isinstance(source, nn.Module):
+            module = copy.deepcopy(source)
+        elif isinstance(source, type) and issubclass(source, nn.Module):
+            module = net.seeded_build(seed, source, **(self.module_kwargs or {}))
+        else:
+            raise TypeError(
+                f"module must be None, a torch.nn.Module instance or class, or a fitted "
+                f"skorch NeuralNetClassifier; got {type(source).__name__}."
+            )
+        trunk, head = net.split_module(module, self.trunk_attr, self.head_attr)
+        if _is_skorch_net(source) and isinstance(source.criterion_, nn.NLLLoss):
+            head = net.strip_softmax(head)  # skorch's NLLLoss nets output probabilities
+        module = module.to(device=self._resolve_device(), dtype=net.DTYPES[self.dtype])
+        if source is not None:
+            self._check_module_output(trunk, head, X, n_classes)
+        return module, trunk, head
+
+    def _check_module_output(self, trunk, head, X, n_classes):
+        rows = X[:2].toarray() if sp.issparse(X) else X[:2]
+        x = net.to_tensor(np.asarray(rows), net.DTYPES[self.dtype], self._resolve_device())
+        trunk.eval()
+        head.eval()
+        try:
+            out = net.logits(trunk, head, x)
+        except Exception as exc:
+            raise ValueError(
+                f"module cannot compute head(trunk(X)) on X with {X.shape[1]} features: "
+                f"{exc}"
+            ) from exc
+        if out.ndim != 2 or out.shape[1] != n_classes:
+            raise ValueError(
+                f"module's head returns output of shape {tuple(out.shape)} for 2 rows, "
+                f"expected (2, {n_classes}): one logit for each of the {n_classes} classes."
+            )
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available here.")
+        return device
+
+    def _draw_seed(self) -> int:
+        # random_state=None must not draw from numpy's global generator.
+        if self.random_state is None:
+            return secrets.randbits(62)
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _start(self, classes, module, trunk, head, seed):
+        """Forget everything and hold the new network."""
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            if key not in ("n_features_in_", "feature_names_in_"):
+                delattr(self, key)
+        self.classes_ = classes
+        self.module_ = module.eval()
+        self.device_ = self._resolve_device()
+        self._torch_dtype = net.DTYPES[self.dtype]
+        self._trunk, self._head = trunk, head
+        self._trunk_params = [p for p in trunk.parameters() if p.requires_grad]
+        self._head_params = [p for p in head.parameters() if p.requires_grad]
+        self._stochastic = net.has_stochastic_layers(module)
+        self._rng = net.Rng(seed)
+        self._trunk_opt = self._head_opt = None
+        self.n_skipped_steps_ = 0
+        self.validation_scores_ = None
+        self.best_validation_score_ = None
+
+    def _make_online_optimizers(self):
+        make = net.make_optimizer
+        self._trunk_opt = make(self.optimizer, self._trunk_params, self.trunk_lr, self.weight_decay)
+        self._head_opt = make(self.optimizer, self._head_params, self.head_lr, self.weight_decay)
+
+    def _batch_size(self, n):
+        return min(200, n) if self.batch_size == "auto" else self.batch_size
+
+    def _count_skipped(self, skipped):
+        if skipped:
+            self.n_skipped_steps_ += skipped
+            warnings.warn(
+                f"{skipped} gradient step(s) had a non-finite loss or gradient and were "
+                "skipped; the weights are unchanged by them. Lower the learning rate or "
+                "scale the inputs.",
+                NonFiniteStepWarning,
+                stacklevel=3,
+            )
+
+    # ------------------------------------------------------------------ pretraining
+    def _pretrain(self, X, y_idx, sw):
+        X_val = y_val = None
+        if self.early_stopping:
+            X, X_val, y_idx, y_val, sw = self._split_validation(X, y_idx, sw)
+        chunk = net.make_chunk(X, y_idx, sw, self._torch_dtype, self.device_)
+        params = self._trunk_params + self._head_params
+        opt = net.make_optimizer(self.optimizer, params, self.lr, self.weight_decay)
+        batch_size = self._batch_size(len(chunk))
+        self.loss_curve_ = []
+        self.validation_scores_ = [] if self.early_stopping else None
+        best, best_state, stall = np.inf, None, 0
+        skipped = 0
+        self.n_iter_ = 0
+        for epoch in range(self.max_iter):
+            self.module_.train()
+            with self._rng.scope(self.device_, self._stochastic) as gen:
+                loss, s = net.train_epoch(self._trunk, self._head, opt, params, chunk, batch_size, gen)
+            self.module_.eval()
+            skipped += s
+            self.n_iter_ = epoch + 1
+            self.loss_curve_.append(loss)
+            if self.early_stopping:
+                score = float(np.mean(self._predict_idx(X_val) == y_val))
+                self.validation_scores_.append(score)
+                objective = -score
+            else:
+                objective = loss
+            if self.verbose:
+                print(f"epoch {epoch + 1}: loss {loss:.6f}" + (f", validation accuracy {score:.4f}" if self.early_stopping else ""))
+            if objective > best - self.tol:
+                stall += 1
+            else:
+                stall = 0
+            if objective < best:
+                best = objective
+                if self.early_stopping:
+                    best_state = net.snapshot(self.module_)
+            if stall > self.n_iter_no_change:
+                break
+        else:
+            warnings.warn(
+                f"Stopped after max_iter={self.max_iter} epochs before the "
+                "optimization converged; raise max_iter or tol.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if best_state is not None:
+            self.module_.load_state_dict(best_state)
+            self.best_validation_score_ = -best
+        self._count_skipped(skipped)
+
+    def _split_validation(self, X, y_idx, sw):
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if self.random_state is not None else secrets.randbits(31)
+        idx = np.arange(X.shape[0])
+        counts = np.bincount(y_idx)
+        stratify = y_idx if counts[counts > 0].min() >= 2 else None
+        train, val = train_test_split(
+            idx, test_size=self.validation_fraction, random_state=seed, stratify=stratify
+        )
+        if len(train) == 0 or len(val) == 0:
+            raise ValueError(
+                f"early_stopping needs at least 2 samples to split off a validation set; "
+                f"got {X.shape[0]}."
+            )
+        sw_train = None if sw is None else sw[train]
+        return X[train], X[val], y_idx[train], y_idx[val], sw_train
+
+    # ------------------------------------------------------------------ prediction
+    def _logits(self, X) -> torch.Tensor:
+        try:
+            trunk, head = self._trunk, self._head
+        except AttributeError:
+            check_is_fitted(self)
+            raise
+        if not self._fast_X(X):
+            X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, reset=False)
+            if sp.issparse(X):
+                bs = 4096
+                return torch.cat(
+                    [
+                        net.logits(trunk, head, net.to_tensor(X[s : s + bs].toarray(), self._torch_dtype, self.device_))
+                        for s in range(0, X.shape[0], bs)
+                    ]
+                )
+        return net.logits(trunk, head, net.to_tensor(X, self._torch_dtype, self.device_))
+
+    def _predict_idx(self, X) -> np.ndarray:
+        return self._logits(X).argmax(1).cpu().numpy()
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        idx = self._predict_idx(X)
+        return self.classes_[idx]
+
+    def predict_proba(self, X):
+        """Class probabilities, the softmax of the logits.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``, in the network's ``dtype``;
+            rows sum to one.
+        """
+        return torch.softmax(self._logits(X), dim=1).cpu().numpy()
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities in the order of ``classes_``.
+        """
+        return torch.log_softmax(self._logits(X), dim=1).cpu().numpy()
+
+    def decision_function(self, X):
+        """Logits of the head.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, the logit of ``classes_[1]`` minus that of ``classes_[0]``;
+            otherwise one logit per class.
+        """
+        z = self._logits(X)
+        if z.shape[1] == 2:
+            z = z[:, 1] - z[:, 0]
+        return z.cpu().numpy()
+
+    # ------------------------------------------------------------------ skorch
+    def to_skorch(self, **kwargs):
+        """A skorch ``NeuralNetClassifier`` carrying a copy of the current weights.
+
+        The skorch net computes ``head(trunk(X))`` with cross-entropy loss, so its
+        ``predict_proba`` equals this estimator's. Like every skorch net it expects
+        ``X`` in the network's dtype (float32 by default) and its ``predict`` returns
+        indices into ``classes_``.
+
+        Parameters
+        ----------
+        **kwargs : dict
+            Further arguments of ``NeuralNetClassifier`` (``max_epochs``,
+            ``callbacks``, ...).
+
+        Returns
+        -------
+        net : skorch.NeuralNetClassifier
+            An initialized skorch net, ready to predict or to train further.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skocl import OnlineFineTuneClassifier
+        >>> X = np.random.RandomState(0).rand(60, 4).astype("float32")
+        >>> y = (X[:, 0] > 0.5).astype(int)
+        >>> clf = OnlineFineTuneClassifier(max_iter=5, random_state=0).fit(X, y)
+        >>> skorch_net = clf.to_skorch()
+        >>> bool(np.allclose(skorch_net.predict_proba(X), clf.predict_proba(X), atol=1e-6))
+        True
+        """
+        from skorch import NeuralNetClassifier
+
+        check_is_fitted(self)
+        module = net.TrunkHeadNet(copy.deepcopy(self._trunk), copy.deepcopy(self._head))
+        params = dict(
+            criterion=nn.CrossEntropyLoss,
+            optimizer=net.OPTIMIZERS[self.optimizer],
+            lr=self.lr,
+            batch_size=self._batch_size(200),
+            train_split=None,
+            classes=self.classes_,
+            device=str(self.device_),
+        )
+        params.update(kwargs)
+        skorch_net = NeuralNetClassifier(module, **params)
+        return skorch_net.initialize()
+
+
+def _encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of ``y``'s labels in the sorted ``classes``; an error names labels that
+    are not there."""
+    try:
+        idx = np.searchsorted(classes, y)
+        found = idx < len(classes)
+        found[found] = classes[idx[found]] == y[found]
+    except TypeError:  # labels that do not compare with the classes' type
+        found = np.zeros(len(y), dtype=bool)
+        idx = None
+    if not found.all():
+        unknown = sorted({repr(v) for v in np.asarray(y)[~found].tolist()})
+        raise ValueError(
+            f"y contains label(s) {', '.join(unknown[:10])} not in classes_ "
+            f"{classes.tolist()}."
+        )
+    return idx

@@ -1,0 +1,395 @@
+"""The torch side of skocl: networks, optimizers, seeding and the update rules.
+
+Everything here speaks torch tensors; the estimator in ``_classifier.py`` validates
+input, encodes labels and keeps the fitted attributes. The online update rule lives
+in :func:`online_update`; pretraining in :func:`train_epoch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "logistic": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
+
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+}
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+# Rows pushed through the network at once when predicting or computing features; bounds
+# the memory of a forward pass over a large X.
+FORWARD_CHUNK = 65536
+
+
+class TrunkHeadNet(nn.Module):
+    """A network made of a shared ``trunk`` and a task ``head``: ``head(trunk(x))``.
+
+    Parameters
+    ----------
+    trunk : torch.nn.Module
+        Maps inputs to features.
+    head : torch.nn.Module
+        Maps features to one logit per class.
+    """
+
+    def __init__(self, trunk: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+
+def build_mlp(
+    n_features: int,
+    n_classes: int,
+    hidden_layer_sizes: Sequence[int],
+    activation: str,
+    dropout: float,
+) -> TrunkHeadNet:
+    """Default network: an MLP trunk and a linear head."""
+    layers: list[nn.Module] = []
+    width = n_features
+    for size in hidden_layer_sizes:
+        layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    return TrunkHeadNet(nn.Sequential(*layers), nn.Linear(width, n_classes))
+
+
+def split_module(module: nn.Module, trunk_attr: str, head_attr: str) -> tuple[nn.Module, nn.Module]:
+    """Find the trunk and the head of a user's module by attribute name.
+
+    An ``nn.Sequential`` without those attributes is split into all layers but the last
+    (trunk) and the last layer (head).
+    """
+    has_trunk, has_head = hasattr(module, trunk_attr), hasattr(module, head_attr)
+    if has_trunk and has_head:
+        trunk, head = getattr(module, trunk_attr), getattr(module, head_attr)
+        for attr, part in ((trunk_attr, trunk), (head_attr, head)):
+            if not isinstance(part, nn.Module):
+                raise TypeError(
+                    f"module.{attr} is a {type(part).__name__}, not a torch.nn.Module."
+                )
+        return trunk, head
+    if isinstance(module, nn.Sequential) and not (has_trunk or has_head) and len(module) >= 2:
+        return module[:-1], module[-1]
+    missing = [name for name, ok in ((trunk_attr, has_trunk), (head_attr, has_head)) if not ok]
+    raise AttributeError(
+        f"module of type {type(module).__name__} has no attribute "
+        f"{' or '.join(repr(m) for m in missing)}. skocl computes head(trunk(X)): set "
+        "trunk_attr and head_attr to the names of the module's shared trunk and task "
+        "head submodules (defaults 'trunk' and 'head'), or pass an nn.Sequential whose "
+        "last layer is the head."
+    )
+
+
+def out_features(head: nn.Module) -> int | None:
+    """Number of logits the head produces, when it can be read off its last Linear."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else None
+
+
+def strip_softmax(head: nn.Module) -> nn.Module:
+    """Drop a trailing ``nn.Softmax`` so that the head returns logits."""
+    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[-1], nn.Softmax):
+        return head[:-1]
+    return head
+
+
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float):
+    """The named optimizer, fused (one kernel for all parameters) where torch has it."""
+    kwargs = {"momentum": 0.9} if name == "sgd" else {}
+    try:
+        return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):
+        return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+def has_stochastic_layers(module: nn.Module) -> bool:
+    """Whether a forward pass in train mode draws random numbers (dropout and friends)."""
+    stochastic = (nn.modules.dropout._DropoutNd, nn.AlphaDropout, nn.RReLU)
+    return any(isinstance(m, stochastic) for m in module.modules())
+
+
+# --------------------------------------------------------------------------- seeding
+class Rng:
+    """A private random stream kept as a state tensor, so it pickles and never touches
+    torch's or numpy's global generators.
+
+    ``shuffle`` draws permutations from it; ``scope`` runs code that uses torch's
+    global generator (dropout) on a seed drawn from it, restoring the global state after.
+    """
+
+    def __init__(self, seed: int) -> None:
+        gen = torch.Generator()
+        gen.manual_seed(seed)
+        self.state = gen.get_state()
+
+    @contextlib.contextmanager
+    def generator(self) -> Iterator[torch.Generator]:
+        gen = torch.Generator()
+        gen.set_state(self.state)
+        try:
+            yield gen
+        finally:
+            self.state = gen.get_state()
+
+    @contextlib.contextmanager
+    def scope(self, device: torch.device, needed: bool = True) -> Iterator[torch.Generator]:
+        with self.generator() as gen:
+            if not needed:
+                yield gen
+                return
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices, device_type=device.type):
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+                yield gen
+
+
+def seeded_build(seed: int, build, *args, **kwargs):
+    """Call ``build`` (which initialises weights) under a fixed seed, globals untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class Chunk:
+    """A labelled chunk of rows, ready for the network.
+
+    ``X`` is a tensor on the device, or a scipy CSR matrix that is densified one
+    mini-batch at a time. ``w`` holds sample weights or is None (all ones).
+    """
+
+    X: torch.Tensor | sp.csr_matrix
+    y: torch.Tensor
+    w: torch.Tensor | None
+    dtype: torch.dtype
+    device: torch.device
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def rows(self, idx: torch.Tensor | slice | None) -> torch.Tensor:
+        X = self.X
+        if idx is None:
+            idx = slice(None)
+        if isinstance(X, torch.Tensor):
+            return X[idx]
+        if isinstance(idx, torch.Tensor):
+            idx = idx.cpu().numpy()
+        return to_tensor(X[idx].toarray(), self.dtype, self.device)
+
+    def batches(self, batch_size: int, gen: torch.Generator | None) -> Iterator[tuple]:
+        """Mini-batches ``(X, y, w)`` in a random order (when ``gen`` is given)."""
+        n = len(self)
+        if n <= batch_size:
+            yield self.rows(None), self.y, self.w
+            return
+        order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+        order = order.to(self.device)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            yield self.rows(idx), self.y[idx], None if self.w is None else self.w[idx]
+
+
+def to_tensor(X: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A dense numpy array as a tensor; zero-copy when dtype and layout allow."""
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    if X.dtype != np_dtype or not X.flags.c_contiguous or not X.flags.writeable:
+        X = np.array(X, dtype=np_dtype, order="C")
+    t = torch.from_numpy(X)
+    return t if device.type == "cpu" else t.to(device, non_blocking=True)
+
+
+def make_chunk(X, y_idx: np.ndarray, w: np.ndarray | None, dtype, device) -> Chunk:
+    Xt = X.tocsr() if sp.issparse(X) else to_tensor(X, dtype, device)
+    yt = torch.from_numpy(np.asarray(y_idx, dtype=np.int64))
+    wt = None if w is None else torch.from_numpy(np.asarray(w, dtype=np.float64)).to(dtype)
+    if device.type != "cpu":
+        yt = yt.to(device)
+        wt = None if wt is None else wt.to(device)
+    return Chunk(Xt, yt, wt, dtype, device)
+
+
+# --------------------------------------------------------------------------- steps
+def weighted_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy averaged over the batch, weighted by ``w`` when given."""
+    if w is None:
+        return F.cross_entropy(logits, y)
+    return (F.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum()
+
+
+def apply_step(optimizer, params: list[nn.Parameter], grads, loss: torch.Tensor | None = None) -> bool:
+    """Step ``optimizer`` with ``grads`` unless the loss or a gradient is not finite; a
+    skipped step leaves the weights as they were. Returns whether the step was taken."""
+    total = loss.detach() if loss is not None else 0.0
+    for g in grads:
+        total = total + g.sum()
+    # One sync for the whole check: any inf or NaN makes the sum non-finite.
+    if not bool(torch.isfinite(total)):
+        return False
+    for p, g in zip(params, grads):
+        p.grad = g
+    optimizer.step()
+    return True
+
+
+def gradient_step(loss: torch.Tensor, optimizer, params: list[nn.Parameter]) -> bool:
+    """Differentiate ``loss`` with respect to ``params`` only and take a guarded step."""
+    grads = torch.autograd.grad(loss, params, materialize_grads=True)
+    return apply_step(optimizer, params, grads, loss)
+
+
+def train_epoch(
+    trunk: nn.Module,
+    head: nn.Module,
+    optimizer,
+    params: list[nn.Parameter],
+    chunk: Chunk,
+    batch_size: int,
+    gen: torch.Generator | None,
+) -> tuple[float, int]:
+    """One pass over ``chunk`` in mini-batches, each a step of ``optimizer`` on the loss
+    of the whole network (only ``params`` move).
+
+    Returns the weighted mean loss of the steps taken and the number of steps skipped.
+    """
+    total, weight, skipped = 0.0, 0.0, 0
+    for Xb, yb, wb in chunk.batches(batch_size, gen):
+        n = yb.shape[0] if wb is None else float(wb.sum())
+        if n == 0:
+            continue
+        loss = weighted_loss(head(trunk(Xb)), yb, wb)
+        if gradient_step(loss, optimizer, params):
+            total += float(loss.detach()) * n
+            weight += n
+        else:
+            skipped += 1
+    return (total / weight if weight else float("nan")), skipped
+
+
+def fine_tune_head(
+    head: nn.Module,
+    optimizer,
+    params: list[nn.Parameter],
+    feats: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor | None,
+    steps: int,
+) -> int:
+    """``steps`` full-batch steps of ``optimizer`` on the head alone, on fixed features.
+
+    A plain ``nn.Linear`` head gets the closed-form cross-entropy gradient
+    ``G = (softmax(z W^T + b) - onehot(y)) * w / sum(w)``, ``dW = G^T z``, ``db = sum G``,
+    equal to autograd's but without its per-step overhead. Returns the steps skipped.
+    """
+    n = y.shape[0]
+    scale = (w / w.sum() if w is not None else feats.new_full((n,), 1.0 / n)).unsqueeze(1)
+    skipped = 0
+    W, b = getattr(head, "weight", None), getattr(head, "bias", None)
+    closed_form = type(head) is nn.Linear and b is not None and params == [W, b]
+    if closed_form:
+        onehot = F.one_hot(y, W.shape[0]).to(feats.dtype)
+        for _ in range(steps):
+            with torch.no_grad():
+                G = torch.softmax(torch.addmm(b, feats, W.t()), dim=1).sub_(onehot).mul_(scale)
+                grads = (G.t() @ feats, G.sum(0))
+            skipped += not apply_step(optimizer, params, grads)
+        return skipped
+    for _ in range(steps):
+        loss = (F.cross_entropy(head(feats), y, reduction="none") * scale.squeeze(1)).sum()
+        skipped += not gradient_step(loss, optimizer, params)
+    return skipped
+
+
+@torch.no_grad()
+def features(trunk: nn.Module, chunk: Chunk) -> torch.Tensor:
+    """Trunk features of every row of ``chunk`` (no graph; callers set eval mode)."""
+    n = len(chunk)
+    if n <= FORWARD_CHUNK:
+        return trunk(chunk.rows(None))
+    return torch.cat(
+        [trunk(chunk.rows(slice(s, s + FORWARD_CHUNK))) for s in range(0, n, FORWARD_CHUNK)]
+    )
+
+
+def online_update(
+    trunk: nn.Module,
+    head: nn.Module,
+    trunk_opt,
+    head_opt,
+    trunk_params: list[nn.Parameter],
+    head_params: list[nn.Parameter],
+    chunk: Chunk,
+    *,
+    batch_size: int,
+    trunk_epochs: int,
+    head_steps: int,
+    gen: torch.Generator | None,
+) -> tuple[float, int]:
+    """The online step of ``partial_fit``, in order:
+
+    1. trunk update: ``trunk_epochs`` passes over the chunk in mini-batches, each a step
+       of ``trunk_opt`` on the whole network's loss that moves the trunk only;
+    2. head fine-tune: the trunk frozen and in eval mode, the chunk's features computed
+       once, then ``head_steps`` full-chunk steps of ``head_opt`` on the head alone.
+
+    Returns the mean loss of the trunk steps and the number of skipped steps.
+    """
+    loss, skipped = float("nan"), 0
+    if trunk_epochs:
+        trunk.train()
+        head.train()
+        for _ in range(trunk_epochs):
+            loss, s = train_epoch(trunk, head, trunk_opt, trunk_params, chunk, batch_size, gen)
+            skipped += s
+        trunk.eval()
+        head.eval()
+    if head_steps and (chunk.w is None or bool(chunk.w.sum() > 0)):
+        feats = features(trunk, chunk)
+        head.train()
+        skipped += fine_tune_head(head, head_opt, head_params, feats, chunk.y, chunk.w, head_steps)
+        head.eval()
+    return loss, skipped
+
+
+@torch.inference_mode()
+def logits(trunk: nn.Module, head: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """Logits of ``X`` in eval mode, chunked so that memory stays bounded."""
+    if X.shape[0] <= FORWARD_CHUNK:
+        return head(trunk(X))
+    return torch.cat(
+        [head(trunk(X[s : s + FORWARD_CHUNK])) for s in range(0, X.shape[0], FORWARD_CHUNK)]
+    )
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the module's parameters and buffers."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def deepcopy_module(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module)

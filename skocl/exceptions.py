@@ -1,0 +1,9 @@
+"""Warnings raised by skocl."""
+
+
+class SkoclWarning(UserWarning):
+    """Base class of skocl's warnings."""
+
+
+class NonFiniteStepWarning(SkoclWarning, RuntimeWarning):
+    """A gradient step had a non-finite loss or gradient and was skipped."""
