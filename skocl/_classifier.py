@@ -7,6 +7,7 @@ the update rules, seeding) lives in ``_network.py``.
 from __future__ import annotations
 
 import copy
+import math
 import secrets
 import warnings
 from numbers import Integral, Real
@@ -33,6 +34,7 @@ from . import _network as net
 from .exceptions import NonFiniteStepWarning
 
 _FLOATS = (np.float64, np.float32)
+_RESET_BY_VALIDATE = ("n_features_in_", "feature_names_in_")
 
 
 def _is_skorch_net(obj) -> bool:
@@ -303,18 +305,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        X, y, sw = self._validate_first(X, y, sample_weight)
-        classes, source = self._resolve_start(self.classes)
-        if classes is None:
-            classes = unique_labels(y)
-        if len(classes) < 2:
-            raise ValueError(
-                f"fit needs samples of at least 2 classes; y has 1 class: {classes[0]!r}."
-            )
-        y_idx = _encode(classes, y)
-        seed = self._draw_seed()
-        module, trunk, head = self._make_module(source, len(classes), X, seed)
-
+        X, y_idx, sw, classes, module, trunk, head, seed = self._prepare_start(
+            X, y, sample_weight, classes=None, first_partial_fit=False
+        )
         self._start(classes, module, trunk, head, seed)
         self._pretrain(X, y_idx, sw)
         self.n_samples_seen_ = X.shape[0]
@@ -351,6 +344,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     def _learn_chunk(self, X, y_idx, sw):
         if self._trunk_opt is None:
             self._make_online_optimizers()
+        # Learning rates are read on every call, so set_params between calls takes effect.
+        for opt, lr in ((self._trunk_opt, self.trunk_lr), (self._head_opt, self.head_lr)):
+            for group in opt.param_groups:
+                group["lr"], group["weight_decay"] = lr, self.weight_decay
         chunk = net.make_chunk(X, y_idx, sw, self._torch_dtype, self.device_)
         with self._rng.scope(self.device_, self._stochastic) as gen:
             loss, skipped = net.online_update(
@@ -373,26 +370,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _first_partial_fit(self, X, y, classes, sample_weight):
-        X, y, sw = self._validate_first(X, y, sample_weight)
-        start_classes, source = self._resolve_start(self.classes)
-        if classes is None:
-            classes = start_classes
-        elif start_classes is not None and not np.array_equal(
-            unique_labels(classes), start_classes
-        ):
-            raise ValueError(
-                f"classes={classes!r} differs from the module's or the classes "
-                f"parameter's label set {start_classes!r}."
-            )
-        if classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit.")
-        classes = unique_labels(classes)
-        if len(classes) < 2:
-            raise ValueError(f"classes must hold at least 2 labels, got {classes!r}.")
-        y_idx = _encode(classes, y)
-        seed = self._draw_seed()
-        module, trunk, head = self._make_module(source, len(classes), X, seed)
-
+        X, y_idx, sw, classes, module, trunk, head, seed = self._prepare_start(
+            X, y, sample_weight, classes=classes, first_partial_fit=True
+        )
         self._start(classes, module, trunk, head, seed)
         self.n_iter_ = 0
         self.loss_curve_ = []
@@ -400,32 +380,68 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         return self._learn_chunk(X, y_idx, sw)
 
     # ------------------------------------------------------------------ validation
-    def _validate_first(self, X, y, sample_weight):
-        """Validate a call that (re)starts the model; restore what validate_data reset
-        if anything is wrong, so that a failed call changes nothing."""
-        saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_") if k in self.__dict__}
+    def _prepare_start(self, X, y, sample_weight, classes, first_partial_fit):
+        """Validate a call that (re)starts the model and build its network, storing
+        nothing but what ``validate_data`` resets, which is restored on error: a failed
+        call leaves the estimator as it was."""
+        saved = {k: vars(self)[k] for k in _RESET_BY_VALIDATE if k in vars(self)}
         try:
-            X, y = validate_data(
-                self, X, y, accept_sparse="csr", dtype=_FLOATS, reset=True, y_numeric=False
-            )
+            X, y = validate_data(self, X, y, accept_sparse="csr", dtype=_FLOATS, reset=True)
             check_classification_targets(y)
+            X = self._cast(X, self.dtype)
             sw = self._check_weights(sample_weight, X)
-        except Exception:
-            for k in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(k, None)
-            self.__dict__.update(saved)
+            classes = self._start_classes(classes, y, first_partial_fit)
+            y_idx = _encode(classes, y)
+            seed = self._draw_seed()
+            module, trunk, head = self._make_module(len(classes), X, seed)
+        except BaseException:
+            for k in _RESET_BY_VALIDATE:
+                vars(self).pop(k, None)
+            vars(self).update(saved)
             raise
-        return X, y, sw
+        return X, y_idx, sw, classes, module, trunk, head, seed
+
+    def _start_classes(self, classes, y, first_partial_fit):
+        """The label set of a (re)start: the ``classes`` argument of partial_fit, the
+        ``classes`` parameter or a skorch module's classes, or (in fit) y's labels."""
+        given = self.classes
+        if _is_skorch_net(self.module):
+            if not getattr(self.module, "initialized_", False):
+                raise ValueError(
+                    "module is a skorch net that is not initialized or fitted. sklearn's "
+                    "clone() (used by GridSearchCV and cross_val_score) drops a skorch "
+                    "net's weights: there, pass module=net.module_, classes=net.classes_."
+                )
+            if given is None:
+                given = getattr(self.module, "classes_", None)
+        given = None if given is None else unique_labels(given)
+        if classes is None:
+            classes = given
+        elif given is not None and not np.array_equal(unique_labels(classes), given):
+            raise ValueError(
+                f"classes={classes!r} differs from the label set {given!r} given by the "
+                "classes parameter or the skorch module."
+            )
+        if classes is None:
+            if first_partial_fit:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            classes = y
+        classes = unique_labels(classes)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{'partial_fit' if first_partial_fit else 'fit'} needs at least 2 classes; "
+                f"got 1 class: {classes[0]!r}."
+            )
+        return classes
 
     def _validate_chunk(self, X, y, classes, sample_weight):
-        """Validate a chunk for a fitted model, with a fast path for plain arrays."""
+        """Validate a chunk for a fitted model; raises before anything changes."""
         if classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
             raise ValueError(
                 f"`classes={classes!r}` is not the same as on last call to partial_fit, "
                 f"was: {self.classes_!r}"
             )
-        if not self._fast_X(X):
-            X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, reset=False)
+        X = self._check_X(X)
         if type(y) is not np.ndarray or y.ndim != 1:
             y = column_or_1d(y, warn=True)
         if y.shape[0] != X.shape[0]:
@@ -434,18 +450,50 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         sw = self._check_weights(sample_weight, X)
         return X, y_idx, sw
 
-    def _fast_X(self, X) -> bool:
-        """True when X is a finite 2-D float ndarray of the fitted width: such input
-        skips ``validate_data``, whose checks it already passes."""
+    def _check_X(self, X):
+        """X for a fitted model, as an array (or CSR matrix) in the network's dtype.
+
+        A 2-D float ndarray of the fitted width skips ``validate_data``: the finiteness
+        check that ``_cast`` does anyway is all such input still needs.
+        """
+        if not self._is_plain(X):
+            X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, reset=False)
+        return self._cast(X, self._dtype)
+
+    def _is_plain(self, X) -> bool:
+        """Whether X is a non-empty 2-D float ndarray of the fitted width, fitted
+        without feature names: input that ``validate_data`` would pass as it is."""
         return (
             type(X) is np.ndarray
             and X.ndim == 2
             and X.dtype.kind == "f"
             and X.shape[1] == self.n_features_in_
             and X.shape[0] > 0
-            and not hasattr(self, "feature_names_in_")
-            and bool(np.isfinite(X.sum()))
+            and self._no_names
         )
+
+    def _cast(self, X, dtype):
+        """X in the network's dtype; an error names the first value that is NaN or
+        infinite there (including finite float64 values beyond the float32 range)."""
+        np_dtype = np.float32 if dtype == "float32" else np.float64
+        if sp.issparse(X):
+            X = X.astype(np_dtype, copy=False)
+            values = X.data
+        else:
+            X = values = np.asarray(X, dtype=np_dtype)
+        if not math.isfinite(values.sum()) and not np.isfinite(values).all():
+            if sp.issparse(X):
+                coo = X.tocoo()
+                bad = ~np.isfinite(coo.data)
+                row, col, value = coo.row[bad][0], coo.col[bad][0], coo.data[bad][0]
+            else:
+                row, col = np.argwhere(~np.isfinite(X))[0]
+                value = X[row, col]
+            raise ValueError(
+                f"Input X contains NaN or infinity in {dtype} (the network's dtype): "
+                f"{value} at row {row}, column {col}."
+            )
+        return X
 
     @staticmethod
     def _check_weights(sample_weight, X):
@@ -459,28 +507,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         return sw
 
     # ------------------------------------------------------------------ set-up
-    def _resolve_start(self, classes):
-        """The label set and the torch module a (re)start begins from."""
-        source = self.module
-        if _is_skorch_net(source):
-            if not getattr(source, "initialized_", False) or not hasattr(source, "module_"):
-                raise ValueError(
-                    "module is a skorch net that is not fitted or initialized; sklearn's "
-                    "clone() drops a skorch net's weights, so for searches pass "
-                    "module=net.module_ and classes=net.classes_."
-                )
-            net_classes = getattr(source, "classes_", None)
-            if classes is None and net_classes is not None:
-                classes = net_classes
-        if classes is None:
-            return None, source
-        classes = unique_labels(classes)
-        return classes, source
-
-    def _make_module(self, source, n_classes, X, seed):
+    def _make_module(self, n_classes, X, seed):
         """Build or deep-copy the network, find its trunk and head, and check that it
         maps X's width to ``n_classes`` logits. Nothing is stored on self."""
-        n_features = X.shape[1]
+        source, n_features = self.module, X.shape[1]
         if source is None:
             module = net.seeded_build(
                 seed,
@@ -516,7 +546,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         trunk.eval()
         head.eval()
         try:
-            out = net.logits(trunk, head, x)
+            out = net.forward(trunk, head, x)
         except Exception as exc:
             raise ValueError(
                 f"module cannot compute head(trunk(X)) on X with {X.shape[1]} features: "
@@ -550,7 +580,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.module_ = module.eval()
         self.device_ = self._resolve_device()
+        self._dtype = self.dtype
         self._torch_dtype = net.DTYPES[self.dtype]
+        self._np_dtype = np.dtype(self.dtype)
+        self._no_names = not hasattr(self, "feature_names_in_")
         self._trunk, self._head = trunk, head
         self._trunk_params = [p for p in trunk.parameters() if p.requires_grad]
         self._head_params = [p for p in head.parameters() if p.requires_grad]
@@ -603,7 +636,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             self.n_iter_ = epoch + 1
             self.loss_curve_.append(loss)
             if self.early_stopping:
-                score = float(np.mean(self._predict_idx(X_val) == y_val))
+                score = float(np.mean(self._forward(X_val, _argmax) == y_val))
                 self.validation_scores_.append(score)
                 objective = -score
             else:
@@ -649,26 +682,33 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         return X[train], X[val], y_idx[train], y_idx[val], sw_train
 
     # ------------------------------------------------------------------ prediction
-    def _logits(self, X) -> torch.Tensor:
+    def _forward(self, X, post=None) -> np.ndarray:
+        """``post`` of the logits of X, as a numpy array."""
         try:
             trunk, head = self._trunk, self._head
         except AttributeError:
             check_is_fitted(self)
             raise
-        if not self._fast_X(X):
-            X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, reset=False)
-            if sp.issparse(X):
-                bs = 4096
-                return torch.cat(
-                    [
-                        net.logits(trunk, head, net.to_tensor(X[s : s + bs].toarray(), self._torch_dtype, self.device_))
-                        for s in range(0, X.shape[0], bs)
-                    ]
-                )
-        return net.logits(trunk, head, net.to_tensor(X, self._torch_dtype, self.device_))
+        if self._is_plain(X):
+            # The hot path of predict: X needs no more than a cast and a finite check.
+            Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
+            if math.isfinite(Xc.sum()) and Xc.flags.writeable:
+                Xt = torch.from_numpy(Xc)
+                if self.device_.type != "cpu":
+                    Xt = Xt.to(self.device_)
+                return net.forward(trunk, head, Xt, post).cpu().numpy()
+        X = self._check_X(X)
+        if not sp.issparse(X):
+            return net.forward(trunk, head, self._tensor(X), post).cpu().numpy()
+        rows = 4096  # densified a slice at a time, never whole
+        parts = [
+            net.forward(trunk, head, self._tensor(X[s : s + rows].toarray()), post)
+            for s in range(0, X.shape[0], rows)
+        ]
+        return torch.cat(parts).cpu().numpy()
 
-    def _predict_idx(self, X) -> np.ndarray:
-        return self._logits(X).argmax(1).cpu().numpy()
+    def _tensor(self, X):
+        return net.to_tensor(X, self._torch_dtype, self.device_)
 
     def predict(self, X):
         """Predict class labels.
@@ -683,7 +723,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        idx = self._predict_idx(X)
+        idx = self._forward(X, _argmax)
         return self.classes_[idx]
 
     def predict_proba(self, X):
@@ -700,7 +740,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             Probabilities in the order of ``classes_``, in the network's ``dtype``;
             rows sum to one.
         """
-        return torch.softmax(self._logits(X), dim=1).cpu().numpy()
+        return self._forward(X, _softmax)
 
     def predict_log_proba(self, X):
         """Logarithm of the class probabilities.
@@ -715,7 +755,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         log_proba : ndarray of shape (n_samples, n_classes)
             Log-probabilities in the order of ``classes_``.
         """
-        return torch.log_softmax(self._logits(X), dim=1).cpu().numpy()
+        return self._forward(X, _log_softmax)
 
     def decision_function(self, X):
         """Logits of the head.
@@ -731,10 +771,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             For two classes, the logit of ``classes_[1]`` minus that of ``classes_[0]``;
             otherwise one logit per class.
         """
-        z = self._logits(X)
-        if z.shape[1] == 2:
-            z = z[:, 1] - z[:, 0]
-        return z.cpu().numpy()
+        return self._forward(X, _decision)
 
     # ------------------------------------------------------------------ skorch
     def to_skorch(self, **kwargs):
@@ -783,6 +820,22 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         params.update(kwargs)
         skorch_net = NeuralNetClassifier(module, **params)
         return skorch_net.initialize()
+
+
+def _argmax(z):
+    return z.argmax(1)
+
+
+def _softmax(z):
+    return torch.softmax(z, dim=1)
+
+
+def _log_softmax(z):
+    return torch.log_softmax(z, dim=1)
+
+
+def _decision(z):
+    return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
 
 
 def _encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:

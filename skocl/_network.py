@@ -376,14 +376,16 @@ def online_update(
     return loss, skipped
 
 
-@torch.inference_mode()
-def logits(trunk: nn.Module, head: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """Logits of ``X`` in eval mode, chunked so that memory stays bounded."""
-    if X.shape[0] <= FORWARD_CHUNK:
-        return head(trunk(X))
-    return torch.cat(
-        [head(trunk(X[s : s + FORWARD_CHUNK])) for s in range(0, X.shape[0], FORWARD_CHUNK)]
-    )
+def forward(trunk: nn.Module, head: nn.Module, X: torch.Tensor, post=None) -> torch.Tensor:
+    """``post(head(trunk(X)))`` in inference mode, chunked so that memory stays bounded."""
+    with torch.inference_mode():
+        if X.shape[0] <= FORWARD_CHUNK:
+            z = head(trunk(X))
+        else:
+            z = torch.cat(
+                [head(trunk(X[s : s + FORWARD_CHUNK])) for s in range(0, X.shape[0], FORWARD_CHUNK)]
+            )
+        return z if post is None else post(z)
 
 
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
