@@ -477,11 +477,15 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         infinite there (including finite float64 values beyond the float32 range)."""
         np_dtype = np.float32 if dtype == "float32" else np.float64
         if sp.issparse(X):
-            X = X.astype(np_dtype, copy=False)
+            with np.errstate(over="ignore"):
+                X = X.astype(np_dtype, copy=False)
             values = X.data
         else:
-            X = values = np.asarray(X, dtype=np_dtype)
-        if not math.isfinite(values.sum()) and not np.isfinite(values).all():
+            with np.errstate(over="ignore"):  # reported below, with its row and column
+                X = values = np.asarray(X, dtype=np_dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = values.sum()
+        if not math.isfinite(total) and not np.isfinite(values).all():
             if sp.issparse(X):
                 coo = X.tocoo()
                 bad = ~np.isfinite(coo.data)
@@ -532,9 +536,15 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
                 f"module must be None, a torch.nn.Module instance or class, or a fitted "
                 f"skorch NeuralNetClassifier; got {type(source).__name__}."
             )
+        if _is_skorch_net(source) and isinstance(source.criterion_, nn.NLLLoss):
+            # skorch's NLLLoss nets end in a softmax; skocl's heads return logits.
+            module = net.strip_softmax(module)
         trunk, head = net.split_module(module, self.trunk_attr, self.head_attr)
         if _is_skorch_net(source) and isinstance(source.criterion_, nn.NLLLoss):
-            head = net.strip_softmax(head)  # skorch's NLLLoss nets output probabilities
+            head = net.strip_softmax(head)
+        for name, part in (("trunk", trunk), ("head", head)):
+            if not any(p.requires_grad for p in part.parameters()):
+                raise ValueError(f"The module's {name} has no trainable parameters.")
         module = module.to(device=self._resolve_device(), dtype=net.DTYPES[self.dtype])
         if source is not None:
             self._check_module_output(trunk, head, X, n_classes)
@@ -700,7 +710,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         X = self._check_X(X)
         if not sp.issparse(X):
             return net.forward(trunk, head, self._tensor(X), post).cpu().numpy()
-        rows = 4096  # densified a slice at a time, never whole
+        rows = self._batch_size(X.shape[0])  # densified a mini-batch at a time
         parts = [
             net.forward(trunk, head, self._tensor(X[s : s + rows].toarray()), post)
             for s in range(0, X.shape[0], rows)

@@ -110,11 +110,11 @@ def out_features(head: nn.Module) -> int | None:
     return linears[-1].out_features if linears else None
 
 
-def strip_softmax(head: nn.Module) -> nn.Module:
-    """Drop a trailing ``nn.Softmax`` so that the head returns logits."""
-    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[-1], nn.Softmax):
-        return head[:-1]
-    return head
+def strip_softmax(module: nn.Module) -> nn.Module:
+    """Drop a trailing ``nn.Softmax`` of an ``nn.Sequential`` so that it returns logits."""
+    if isinstance(module, nn.Sequential) and len(module) and isinstance(module[-1], nn.Softmax):
+        return module[:-1]
+    return module
 
 
 def make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float):
@@ -243,18 +243,28 @@ def weighted_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None)
 
 
 def apply_step(optimizer, params: list[nn.Parameter], grads, loss: torch.Tensor | None = None) -> bool:
-    """Step ``optimizer`` with ``grads`` unless the loss or a gradient is not finite; a
-    skipped step leaves the weights as they were. Returns whether the step was taken."""
+    """Step ``optimizer`` with ``grads``, guarded: the step is skipped when the loss or
+    the squared gradients are not finite (the squares are what Adam accumulates), and
+    undone when it would leave a weight that is not finite (too high a learning rate).
+    Either way the weights stay as they were. Returns whether the step was taken.
+    """
     total = loss.detach() if loss is not None else 0.0
     for g in grads:
-        total = total + g.sum()
-    # One sync for the whole check: any inf or NaN makes the sum non-finite.
+        total = total + g.square().sum()
+    # One sync per check: any inf or NaN makes the sum non-finite.
     if not bool(torch.isfinite(total)):
         return False
-    for p, g in zip(params, grads):
-        p.grad = g
-    optimizer.step()
-    return True
+    with torch.no_grad():
+        before = [p.detach().clone() for p in params]
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimizer.step()
+        after = sum(p.sum() for p in params)
+        if bool(torch.isfinite(after)):
+            return True
+        for p, b in zip(params, before):
+            p.copy_(b)
+    return False
 
 
 def gradient_step(loss: torch.Tensor, optimizer, params: list[nn.Parameter]) -> bool:
@@ -326,14 +336,14 @@ def fine_tune_head(
 
 
 @torch.no_grad()
-def features(trunk: nn.Module, chunk: Chunk) -> torch.Tensor:
-    """Trunk features of every row of ``chunk`` (no graph; callers set eval mode)."""
+def features(trunk: nn.Module, chunk: Chunk, batch_size: int) -> torch.Tensor:
+    """Trunk features of every row of ``chunk``, without a graph (callers set eval
+    mode). A sparse chunk is densified ``batch_size`` rows at a time."""
     n = len(chunk)
-    if n <= FORWARD_CHUNK:
+    step = FORWARD_CHUNK if isinstance(chunk.X, torch.Tensor) else batch_size
+    if n <= step:
         return trunk(chunk.rows(None))
-    return torch.cat(
-        [trunk(chunk.rows(slice(s, s + FORWARD_CHUNK))) for s in range(0, n, FORWARD_CHUNK)]
-    )
+    return torch.cat([trunk(chunk.rows(slice(s, s + step))) for s in range(0, n, step)])
 
 
 def online_update(
@@ -369,7 +379,7 @@ def online_update(
         trunk.eval()
         head.eval()
     if head_steps and (chunk.w is None or bool(chunk.w.sum() > 0)):
-        feats = features(trunk, chunk)
+        feats = features(trunk, chunk, batch_size)
         head.train()
         skipped += fine_tune_head(head, head_opt, head_params, feats, chunk.y, chunk.w, head_steps)
         head.eval()
