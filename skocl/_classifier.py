@@ -31,10 +31,21 @@ from sklearn.utils.validation import (
 from torch import nn
 
 from . import _network as net
+from ._labels import labels_from_json, labels_to_json
 from .exceptions import NonFiniteStepWarning
 
 _FLOATS = (np.float64, np.float32)
 _RESET_BY_VALIDATE = ("n_features_in_", "feature_names_in_")
+# Fitted attributes that are plain JSON values (saved as they are by skocl.save).
+_PLAIN_ATTRS = (
+    "n_features_in_",
+    "n_iter_",
+    "loss_curve_",
+    "validation_scores_",
+    "best_validation_score_",
+    "n_samples_seen_",
+    "n_skipped_steps_",
+)
 
 
 def _is_skorch_net(obj) -> bool:
@@ -129,7 +140,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         Class labels.
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during ``fit``, when ``X`` has string column names.
     module_ : torch.nn.Module
         The trained network.
@@ -690,6 +701,46 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             )
         sw_train = None if sw is None else sw[train]
         return X[train], X[val], y_idx[train], y_idx[val], sw_train
+
+    # ------------------------------------------------------------------ persistence
+    def _export_state(self) -> tuple[dict, dict]:
+        """Fitted state as JSON-able values and a dict of tensors (see skocl.save)."""
+        check_is_fitted(self)
+        attrs = {k: getattr(self, k) for k in _PLAIN_ATTRS}
+        attrs["classes_"] = labels_to_json(self.classes_)
+        if "feature_names_in_" in vars(self):
+            attrs["feature_names_in_"] = self.feature_names_in_.tolist()
+        cpu = {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
+        tensors = {"module": cpu, "rng": self._rng.state}
+        if self._trunk_opt is not None:
+            tensors["trunk_opt"] = self._trunk_opt.state_dict()
+            tensors["head_opt"] = self._head_opt.state_dict()
+        return attrs, tensors
+
+    def _import_state(self, attrs: dict, tensors: dict) -> OnlineFineTuneClassifier:
+        """Rebuild the fitted state written by ``_export_state`` on this estimator,
+        whose parameters (``module`` included) must be those it was saved with."""
+        classes = labels_from_json(attrs["classes_"])
+        X = np.zeros((2, attrs["n_features_in_"]), dtype=np.dtype(self.dtype))
+        module, trunk, head = self._make_module(len(classes), X, seed=0)
+        try:
+            module.load_state_dict(tensors["module"])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The saved weights do not fit the module {type(module).__name__}: {exc}"
+            ) from exc
+        self.n_features_in_ = attrs["n_features_in_"]
+        if "feature_names_in_" in attrs:
+            self.feature_names_in_ = np.asarray(attrs["feature_names_in_"], dtype=object)
+        self._start(classes, module, trunk, head, seed=0)
+        self._rng.state = tensors["rng"]
+        if "trunk_opt" in tensors:
+            self._make_online_optimizers()
+            self._trunk_opt.load_state_dict(tensors["trunk_opt"])
+            self._head_opt.load_state_dict(tensors["head_opt"])
+        for k in _PLAIN_ATTRS:
+            setattr(self, k, attrs[k])
+        return self
 
     # ------------------------------------------------------------------ prediction
     def _forward(self, X, post=None) -> np.ndarray:

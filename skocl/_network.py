@@ -56,6 +56,7 @@ class TrunkHeadNet(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``head(trunk(x))``, the logits."""
         return self.head(self.trunk(x))
 
 
