@@ -85,8 +85,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     head_attr : str, default="head"
         Attribute of the module holding the task head.
     classes : array-like, default=None
-        The full label set. If None, ``fit`` takes the labels of ``y`` and
-        ``partial_fit`` needs its ``classes`` argument on the first call.
+        The full label set, fixed: labels outside it are an error. If None, ``fit``
+        takes the labels of ``y`` and the label set grows when ``partial_fit`` meets
+        new labels (unless its ``classes`` argument fixes it).
     hidden_layer_sizes : tuple of int, default=(100,)
         Widths of the default trunk's hidden layers.
     activation : {"relu", "tanh", "logistic", "gelu", "identity"}, default="relu"
@@ -316,10 +317,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        X, y_idx, sw, classes, module, trunk, head, seed = self._prepare_start(
+        X, y_idx, sw, (classes, fixed), module, trunk, head, seed = self._prepare_start(
             X, y, sample_weight, classes=None, first_partial_fit=False
         )
-        self._start(classes, module, trunk, head, seed)
+        self._start(classes, fixed, module, trunk, head, seed)
         self._pretrain(X, y_idx, sw)
         self.n_samples_seen_ = X.shape[0]
         return self
@@ -333,11 +334,14 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The chunk.
         y : array-like of shape (n_samples,)
-            Its labels, all in ``classes_``.
+            Its labels.
         classes : array-like of shape (n_classes,), default=None
-            Every label the stream can hold. Required on the first call unless the
-            ``classes`` parameter or a skorch ``module`` gives them; must match
-            ``classes_`` on later calls.
+            Every label the stream can hold; it fixes the label set, and a label
+            outside it is an error. On later calls it must equal ``classes_``. When
+            neither this argument on the first call, the ``classes`` parameter nor a
+            skorch ``module`` fixes the label set, it grows: a chunk with new labels
+            adds a head output per new class, while the known classes keep their
+            weights and optimizer state exactly.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights of the chunk's samples.
 
@@ -349,7 +353,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "module_"):
             return self._first_partial_fit(X, y, classes, sample_weight)
 
-        X, y_idx, sw = self._validate_chunk(X, y, classes, sample_weight)
+        X, y_idx, sw, grown = self._validate_chunk(X, y, classes, sample_weight)
+        if grown is not None:
+            self._add_classes(grown)
         return self._learn_chunk(X, y_idx, sw)
 
     def _learn_chunk(self, X, y_idx, sw):
@@ -381,10 +387,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _first_partial_fit(self, X, y, classes, sample_weight):
-        X, y_idx, sw, classes, module, trunk, head, seed = self._prepare_start(
+        X, y_idx, sw, (classes, fixed), module, trunk, head, seed = self._prepare_start(
             X, y, sample_weight, classes=classes, first_partial_fit=True
         )
-        self._start(classes, module, trunk, head, seed)
+        self._start(classes, fixed, module, trunk, head, seed)
         self.n_iter_ = 0
         self.loss_curve_ = []
         self.n_samples_seen_ = 0
@@ -401,7 +407,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             check_classification_targets(y)
             X = self._cast(X, self.dtype)
             sw = self._check_weights(sample_weight, X)
-            classes = self._start_classes(classes, y, first_partial_fit)
+            classes, fixed = self._start_classes(classes, y, first_partial_fit)
             y_idx = _encode(classes, y)
             seed = self._draw_seed()
             module, trunk, head = self._make_module(len(classes), X, seed)
@@ -410,7 +416,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
                 vars(self).pop(k, None)
             vars(self).update(saved)
             raise
-        return X, y_idx, sw, classes, module, trunk, head, seed
+        return X, y_idx, sw, (classes, fixed), module, trunk, head, seed
 
     def _start_classes(self, classes, y, first_partial_fit):
         """The label set of a (re)start: the ``classes`` argument of partial_fit, the
@@ -433,17 +439,16 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
                 f"classes={classes!r} differs from the label set {given!r} given by the "
                 "classes parameter or the skorch module."
             )
+        fixed = classes is not None
         if classes is None:
-            if first_partial_fit:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            classes = y
+            classes = y  # a label set that grows as new labels arrive
         classes = unique_labels(classes)
-        if len(classes) < 2:
+        if len(classes) < 2 and (fixed or not first_partial_fit):
             raise ValueError(
                 f"{'partial_fit' if first_partial_fit else 'fit'} needs at least 2 classes; "
                 f"got 1 class: {classes[0]!r}."
             )
-        return classes
+        return classes, fixed
 
     def _validate_chunk(self, X, y, classes, sample_weight):
         """Validate a chunk for a fitted model; raises before anything changes."""
@@ -457,9 +462,44 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             y = column_or_1d(y, warn=True)
         if y.shape[0] != X.shape[0]:
             check_consistent_length(X, y)
-        y_idx = _encode(self.classes_, y)
+        y_idx, grown = self._encode_or_grow(y)
         sw = self._check_weights(sample_weight, X)
-        return X, y_idx, sw
+        return X, y_idx, sw, grown
+
+    def _encode_or_grow(self, y):
+        """Encode y; with a label set that is not fixed, also return the grown classes
+        when y holds new labels (nothing changes until ``_add_classes``)."""
+        try:
+            return _encode(self.classes_, y), None
+        except ValueError as exc:
+            if self._fixed_classes:
+                raise ValueError(
+                    f"{exc} The label set was fixed by `classes`; labels outside it are "
+                    "rejected."
+                ) from None
+            try:
+                grown = unique_labels(self.classes_, y)
+            except ValueError as mix:
+                raise ValueError(f"{exc} {mix}") from None
+            layer = net.output_layer(self._head, len(self.classes_))
+            if layer is None:
+                raise ValueError(
+                    f"{exc} New classes need a head whose output layer is an nn.Linear "
+                    f"with one output per class; {type(self._head).__name__} is not. "
+                    "Pass every label up front with `classes`."
+                ) from None
+            return _encode(grown, y), grown
+
+    def _add_classes(self, grown):
+        """Grow the head to the label set ``grown``: known classes keep their weights
+        and optimizer state exactly; new ones start as a fresh nn.Linear row would."""
+        positions = np.searchsorted(grown, self.classes_)
+        layer = net.output_layer(self._head, len(self.classes_))
+        optimizers = [o for o in (self._head_opt, self._trunk_opt) if o is not None]
+        with self._rng.generator() as gen:
+            net.grow_linear(layer, positions, len(grown), optimizers, gen)
+        self._head_params = [p for p in self._head.parameters() if p.requires_grad]
+        self.classes_ = grown
 
     def _check_X(self, X):
         """X for a fitted model, as an array (or CSR matrix) in the network's dtype.
@@ -593,12 +633,13 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             return secrets.randbits(62)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _start(self, classes, module, trunk, head, seed):
+    def _start(self, classes, fixed, module, trunk, head, seed):
         """Forget everything and hold the new network."""
         for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             if key not in ("n_features_in_", "feature_names_in_"):
                 delattr(self, key)
         self.classes_ = classes
+        self._fixed_classes = fixed
         self.module_ = module.eval()
         self.device_ = self._resolve_device()
         self._dtype = self.dtype
@@ -708,6 +749,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         attrs = {k: getattr(self, k) for k in _PLAIN_ATTRS}
         attrs["classes_"] = labels_to_json(self.classes_)
+        attrs["fixed_classes"] = self._fixed_classes
         if "feature_names_in_" in vars(self):
             attrs["feature_names_in_"] = self.feature_names_in_.tolist()
         cpu = {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
@@ -732,7 +774,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = attrs["n_features_in_"]
         if "feature_names_in_" in attrs:
             self.feature_names_in_ = np.asarray(attrs["feature_names_in_"], dtype=object)
-        self._start(classes, module, trunk, head, seed=0)
+        self._start(classes, attrs["fixed_classes"], module, trunk, head, seed=0)
         self._rng.state = tensors["rng"]
         if "trunk_opt" in tensors:
             self._make_online_optimizers()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -116,6 +117,63 @@ def strip_softmax(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.Sequential) and len(module) and isinstance(module[-1], nn.Softmax):
         return module[:-1]
     return module
+
+
+def output_layer(head: nn.Module, n_classes: int) -> nn.Linear | None:
+    """The Linear layer that produces the head's logits: the head itself or its last
+    Linear with ``n_classes`` outputs."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if linears and linears[-1].out_features == n_classes:
+        return linears[-1]
+    return None
+
+
+def grow_linear(
+    layer: nn.Linear, positions: np.ndarray, n_out: int, optimizers, gen: torch.Generator
+) -> list[tuple[nn.Parameter, nn.Parameter]]:
+    """Give ``layer`` ``n_out`` outputs; old output ``i`` moves to row ``positions[i]``,
+    its weights kept exactly, new rows initialised as ``nn.Linear`` does.
+
+    Optimizer state of the old parameters (Adam's moments, the step count) moves to the
+    new ones, padded with zeros for the new rows, so no optimizer is rebuilt.
+    Returns the ``(old, new)`` parameter pairs.
+    """
+    idx = torch.as_tensor(positions, dtype=torch.long, device=layer.weight.device)
+    bound = 1.0 / math.sqrt(layer.in_features)
+    pairs = []
+    for name in ("weight", "bias"):
+        old = getattr(layer, name)
+        if old is None:
+            continue
+        shape = (n_out, *old.shape[1:])
+        fresh = torch.empty(shape, dtype=old.dtype).uniform_(-bound, bound, generator=gen)
+        fresh = fresh.to(old.device)
+        with torch.no_grad():
+            fresh[idx] = old
+        new = nn.Parameter(fresh, requires_grad=old.requires_grad)
+        setattr(layer, name, new)
+        pairs.append((old, new))
+    layer.out_features = n_out
+    for opt in optimizers:
+        for old, new in pairs:
+            _move_optimizer_state(opt, old, new, idx)
+    return pairs
+
+
+def _move_optimizer_state(opt, old, new, idx) -> None:
+    for group in opt.param_groups:
+        group["params"] = [new if p is old else p for p in group["params"]]
+    state = opt.state.pop(old, None)
+    if state is None:
+        return
+    moved = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.shape == old.shape:
+            padded = torch.zeros_like(new)
+            padded[idx] = value
+            value = padded
+        moved[key] = value
+    opt.state[new] = moved
 
 
 def make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float):
@@ -321,7 +379,9 @@ def fine_tune_head(
     scale = (w / w.sum() if w is not None else feats.new_full((n,), 1.0 / n)).unsqueeze(1)
     skipped = 0
     W, b = getattr(head, "weight", None), getattr(head, "bias", None)
-    closed_form = type(head) is nn.Linear and b is not None and params == [W, b]
+    closed_form = (
+        type(head) is nn.Linear and len(params) == 2 and params[0] is W and params[1] is b
+    )
     if closed_form:
         onehot = F.one_hot(y, W.shape[0]).to(feats.dtype)
         for _ in range(steps):

@@ -28,7 +28,7 @@ def _checks():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("estimator, check", _checks())
+@pytest.mark.parametrize("estimator, check", list(_checks()))
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
