@@ -2,7 +2,17 @@
 
 from ._classifier import OnlineFineTuneClassifier
 from ._network import TrunkHeadNet
+from ._persist import load, save
+from .pipeline import StreamPipeline, make_stream_pipeline
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["OnlineFineTuneClassifier", "TrunkHeadNet", "__version__"]
+__all__ = [
+    "OnlineFineTuneClassifier",
+    "StreamPipeline",
+    "TrunkHeadNet",
+    "__version__",
+    "load",
+    "make_stream_pipeline",
+    "save",
+]

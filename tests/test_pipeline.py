@@ -159,9 +159,7 @@ def make_text(n, seed):
     }
     filler = "the a today we our this really very new big".split()
     labels = rng.choice(sorted(topics), size=n)
-    docs = [
-        " ".join([*rng.choice(topics[label], 3), *rng.choice(filler, 3)]) for label in labels
-    ]
+    docs = [" ".join([*rng.choice(topics[label], 3), *rng.choice(filler, 3)]) for label in labels]
     return docs, labels
 
 
