@@ -132,3 +132,42 @@ def test_save_is_atomic(data, tmp_path):
     path = skocl.save(clf, tmp_path / "m.skocl")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.skocl"]
     assert skocl.load(path).n_features_in_ == 6
+
+
+def shift(X):
+    return X + 1.0
+
+
+def test_stream_pipeline_round_trip_and_untrusted_steps(data, tmp_path):
+    from sklearn.decomposition import IncrementalPCA
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    X, y = data
+    pipe = skocl.make_stream_pipeline(
+        StandardScaler(), IncrementalPCA(n_components=4), OnlineFineTuneClassifier(random_state=0)
+    )
+    for lo in range(0, 150, 30):
+        pipe.partial_fit(X[lo : lo + 30], y[lo : lo + 30])
+    back = skocl.load(skocl.save(pipe, tmp_path / "p.skocl"))
+    assert isinstance(back, skocl.StreamPipeline)
+    assert [n for n, _ in back.steps] == [n for n, _ in pipe.steps]
+    np.testing.assert_array_equal(back.predict_proba(X), pipe.predict_proba(X))
+    for model in (pipe, back):
+        model.partial_fit(X[:30], y[:30])
+    np.testing.assert_array_equal(back[0].mean_, pipe[0].mean_)
+    assert_same_state(back[-1], pipe[-1])
+
+    odd = skocl.make_stream_pipeline(
+        FunctionTransformer(shift), OnlineFineTuneClassifier(max_iter=2, random_state=0)
+    ).fit(X, y)
+    path = skocl.save(odd, tmp_path / "odd.skocl")
+    with pytest.raises(ValueError, match="not trusted"):
+        skocl.load(path)
+    name = f"{__name__}.shift"
+    np.testing.assert_array_equal(
+        skocl.load(path, trusted=[name]).predict_proba(X), odd.predict_proba(X)
+    )
+    name = f"{__name__}.shift"
+    np.testing.assert_array_equal(
+        skocl.load(path, trusted=[name]).predict_proba(X), odd.predict_proba(X)
+    )
