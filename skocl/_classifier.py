@@ -690,10 +690,16 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         skipped = 0
         self.n_iter_ = 0
         for epoch in range(self.max_iter):
+            txn = net.Transaction(params, [opt])
             self.module_.train()
             with self._rng.scope(self.device_, self._stochastic) as gen:
-                loss, s = net.train_epoch(self._trunk, self._head, opt, params, chunk, batch_size, gen)
+                loss, taken, s = net.train_epoch(
+                    self._trunk, self._head, opt, params, chunk, batch_size, gen
+                )
             self.module_.eval()
+            if not txn.finite():  # too high a learning rate: undo the epoch
+                txn.rollback()
+                loss, s = float("nan"), s + taken
             skipped += s
             self.n_iter_ = epoch + 1
             self.loss_curve_.append(loss)

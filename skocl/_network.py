@@ -37,7 +37,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 # Rows pushed through the network at once when predicting or computing features; bounds
 # the memory of a forward pass over a large X.
-FORWARD_CHUNK = 65536
+FORWARD_CHUNK = 1 << 18
 
 
 class TrunkHeadNet(nn.Module):
@@ -302,28 +302,50 @@ def weighted_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None)
 
 
 def apply_step(optimizer, params: list[nn.Parameter], grads, loss: torch.Tensor | None = None) -> bool:
-    """Step ``optimizer`` with ``grads``, guarded: the step is skipped when the loss or
-    the squared gradients are not finite (the squares are what Adam accumulates), and
-    undone when it would leave a weight that is not finite (too high a learning rate).
-    Either way the weights stay as they were. Returns whether the step was taken.
+    """Step ``optimizer`` with ``grads`` unless the loss or a gradient is not finite;
+    a skipped step leaves the weights as they were. Returns whether it was taken.
+
+    A finite gradient can still make a weight non-finite (a learning rate far too
+    high): :class:`Transaction` catches that once per call rather than per step.
     """
     total = loss.detach() if loss is not None else 0.0
     for g in grads:
-        total = total + g.square().sum()
-    # One sync per check: any inf or NaN makes the sum non-finite.
+        total = total + g.sum()
+    # One sync for the whole check: any inf or NaN makes the sum non-finite.
     if not bool(torch.isfinite(total)):
         return False
-    with torch.no_grad():
-        before = [p.detach().clone() for p in params]
-        for p, g in zip(params, grads):
-            p.grad = g
-        optimizer.step()
-        after = sum(p.sum() for p in params)
-        if bool(torch.isfinite(after)):
-            return True
-        for p, b in zip(params, before):
-            p.copy_(b)
-    return False
+    for p, g in zip(params, grads):
+        p.grad = g
+    optimizer.step()
+    return True
+
+
+class Transaction:
+    """Parameters as they were at the start of an update, put back by
+    :meth:`rollback` if the update left a weight that is not finite.
+
+    One copy per update, not per step, keeps the promise that weights never become NaN
+    at the cost of one copy of the parameters. Rolling back also clears the optimizer
+    state of those parameters (Adam's moments start afresh): the state that led to a
+    non-finite weight is not worth keeping.
+    """
+
+    def __init__(self, params: list[nn.Parameter], optimizers) -> None:
+        self.params = params
+        self.optimizers = [opt for opt in optimizers if opt is not None]
+        with torch.no_grad():
+            self.weights = [p.clone() for p in params]
+
+    @torch.no_grad()
+    def finite(self) -> bool:
+        return bool(torch.isfinite(torch.cat([p.reshape(-1) for p in self.params]).sum()))
+
+    @torch.no_grad()
+    def rollback(self) -> None:
+        for p, w in zip(self.params, self.weights):
+            p.copy_(w)
+            for opt in self.optimizers:
+                opt.state.pop(p, None)
 
 
 def gradient_step(loss: torch.Tensor, optimizer, params: list[nn.Parameter]) -> bool:
@@ -344,9 +366,10 @@ def train_epoch(
     """One pass over ``chunk`` in mini-batches, each a step of ``optimizer`` on the loss
     of the whole network (only ``params`` move).
 
-    Returns the weighted mean loss of the steps taken and the number of steps skipped.
+    Returns the weighted mean loss of the steps taken, the number of steps taken and
+    the number skipped.
     """
-    total, weight, skipped = 0.0, 0.0, 0
+    total, weight, taken, skipped = 0.0, 0.0, 0, 0
     for Xb, yb, wb in chunk.batches(batch_size, gen):
         n = yb.shape[0] if wb is None else float(wb.sum())
         if n == 0:
@@ -355,9 +378,10 @@ def train_epoch(
         if gradient_step(loss, optimizer, params):
             total += float(loss.detach()) * n
             weight += n
+            taken += 1
         else:
             skipped += 1
-    return (total / weight if weight else float("nan")), skipped
+    return (total / weight if weight else float("nan")), taken, skipped
 
 
 def fine_tune_head(
@@ -373,25 +397,29 @@ def fine_tune_head(
 
     A plain ``nn.Linear`` head gets the closed-form cross-entropy gradient
     ``G = (softmax(z W^T + b) - onehot(y)) * w / sum(w)``, ``dW = G^T z``, ``db = sum G``,
-    equal to autograd's but without its per-step overhead. Returns the steps skipped.
+    equal to autograd's but without its per-step overhead. Returns the number of steps
+    skipped.
     """
     n = y.shape[0]
-    scale = (w / w.sum() if w is not None else feats.new_full((n,), 1.0 / n)).unsqueeze(1)
+    scale = w / w.sum() if w is not None else feats.new_full((n,), 1.0 / n)
     skipped = 0
     W, b = getattr(head, "weight", None), getattr(head, "bias", None)
     closed_form = (
         type(head) is nn.Linear and len(params) == 2 and params[0] is W and params[1] is b
     )
     if closed_form:
-        onehot = F.one_hot(y, W.shape[0]).to(feats.dtype)
+        # Classes along rows, samples along columns: softmax over a short first axis
+        # vectorises over the samples (torch's CPU softmax over a short last axis does not).
+        onehot_t = F.one_hot(y, W.shape[0]).to(feats.dtype).t()
         for _ in range(steps):
             with torch.no_grad():
-                G = torch.softmax(torch.addmm(b, feats, W.t()), dim=1).sub_(onehot).mul_(scale)
-                grads = (G.t() @ feats, G.sum(0))
+                G_t = torch.softmax(torch.addmm(b[:, None], W, feats.t()), dim=0)
+                G_t = G_t.sub_(onehot_t).mul_(scale)
+                grads = (G_t @ feats, G_t.sum(1))
             skipped += not apply_step(optimizer, params, grads)
         return skipped
     for _ in range(steps):
-        loss = (F.cross_entropy(head(feats), y, reduction="none") * scale.squeeze(1)).sum()
+        loss = (F.cross_entropy(head(feats), y, reduction="none") * scale).sum()
         skipped += not gradient_step(loss, optimizer, params)
     return skipped
 
@@ -428,22 +456,29 @@ def online_update(
     2. head fine-tune: the trunk frozen and in eval mode, the chunk's features computed
        once, then ``head_steps`` full-chunk steps of ``head_opt`` on the head alone.
 
+    A step with a non-finite loss or gradient is skipped; if the update still leaves a
+    weight that is not finite, the whole call is undone (weights and optimizer state).
     Returns the mean loss of the trunk steps and the number of skipped steps.
     """
-    loss, skipped = float("nan"), 0
+    txn = Transaction(trunk_params + head_params, [trunk_opt, head_opt])
+    loss, taken, skipped = float("nan"), 0, 0
     if trunk_epochs:
         trunk.train()
         head.train()
         for _ in range(trunk_epochs):
-            loss, s = train_epoch(trunk, head, trunk_opt, trunk_params, chunk, batch_size, gen)
-            skipped += s
+            loss, t, s = train_epoch(trunk, head, trunk_opt, trunk_params, chunk, batch_size, gen)
+            taken, skipped = taken + t, skipped + s
         trunk.eval()
         head.eval()
     if head_steps and (chunk.w is None or bool(chunk.w.sum() > 0)):
         feats = features(trunk, chunk, batch_size)
         head.train()
-        skipped += fine_tune_head(head, head_opt, head_params, feats, chunk.y, chunk.w, head_steps)
+        s = fine_tune_head(head, head_opt, head_params, feats, chunk.y, chunk.w, head_steps)
+        taken, skipped = taken + head_steps - s, skipped + s
         head.eval()
+    if not txn.finite():
+        txn.rollback()
+        loss, skipped = float("nan"), skipped + taken
     return loss, skipped
 
 
