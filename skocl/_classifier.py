@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -31,11 +31,16 @@ from sklearn.utils.validation import (
 from torch import nn
 
 from . import _network as net
+from ._continual import Anchor, ReplayMemory, empirical_fisher, fuse
 from ._labels import labels_from_json, labels_to_json
 from .exceptions import NonFiniteStepWarning
 
 _FLOATS = (np.float64, np.float32)
 _RESET_BY_VALIDATE = ("n_features_in_", "feature_names_in_")
+# Below this mean |z| a chunk's inputs count as drawn like the replay memory's.
+_SAME_INPUTS_Z = 2.0
+# Rows used to estimate EWC's Fisher information.
+_FISHER_ROWS = 256
 # Fitted attributes that are plain JSON values (saved as they are by skocl.save).
 _PLAIN_ATTRS = (
     "n_features_in_",
@@ -229,6 +234,14 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         "trunk_epochs": [Interval(Integral, 0, None, closed="left")],
         "head_lr": [Interval(Real, 0, None, closed="left")],
         "head_steps": [Interval(Integral, 0, None, closed="left")],
+        "memory_size": [Interval(Integral, 0, None, closed="left")],
+        "memory_strategy": [StrOptions({"reservoir", "class_balanced"})],
+        "regularization": [StrOptions({"l2sp", "ewc"}), None],
+        "reg_strength": [Interval(Real, 0, None, closed="left")],
+        "fusion": [StrOptions({"ema", "wise"}), None],
+        "ema_decay": [Interval(Real, 0, 1, closed="left")],
+        "wise_alpha": [Interval(Real, 0, 1, closed="both")],
+        "drift_detector": [StrOptions({"auto"}), HasMethods(["update"]), None],
         "dtype": [StrOptions(set(net.DTYPES))],
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -243,7 +256,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         trunk_attr="trunk",
         head_attr="head",
         classes=None,
-        hidden_layer_sizes=(100,),
+        hidden_layer_sizes=(256,),
         activation="relu",
         dropout=0.0,
         optimizer="adam",
@@ -259,6 +272,14 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         trunk_epochs=1,
         head_lr=1e-2,
         head_steps=3,
+        memory_size=2000,
+        memory_strategy="class_balanced",
+        regularization=None,
+        reg_strength=1.0,
+        fusion=None,
+        ema_decay=0.9,
+        wise_alpha=0.5,
+        drift_detector="auto",
         dtype="float32",
         device="cpu",
         random_state=None,
@@ -285,6 +306,14 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.trunk_epochs = trunk_epochs
         self.head_lr = head_lr
         self.head_steps = head_steps
+        self.memory_size = memory_size
+        self.memory_strategy = memory_strategy
+        self.regularization = regularization
+        self.reg_strength = reg_strength
+        self.fusion = fusion
+        self.ema_decay = ema_decay
+        self.wise_alpha = wise_alpha
+        self.drift_detector = drift_detector
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
@@ -322,6 +351,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         )
         self._start(classes, fixed, module, trunk, head, seed)
         self._pretrain(X, y_idx, sw)
+        self._set_pretrained(net.make_chunk(X, y_idx, None, self._torch_dtype, self.device_))
+        self._fuse()
         self.n_samples_seen_ = X.shape[0]
         return self
 
@@ -356,6 +387,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         X, y_idx, sw, grown = self._validate_chunk(X, y, classes, sample_weight)
         if grown is not None:
             self._add_classes(grown)
+        if self.drift_detector_ is not None:
+            self._watch_drift(X, y_idx)
         return self._learn_chunk(X, y_idx, sw)
 
     def _learn_chunk(self, X, y_idx, sw):
@@ -366,6 +399,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             for group in opt.param_groups:
                 group["lr"], group["weight_decay"] = lr, self.weight_decay
         chunk = net.make_chunk(X, y_idx, sw, self._torch_dtype, self.device_)
+        if self._pretrained is None and self._user_module:
+            self._set_pretrained(chunk)  # a user's module is the pretrained start
         with self._rng.scope(self.device_, self._stochastic) as gen:
             loss, skipped = net.online_update(
                 self._trunk,
@@ -379,12 +414,114 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
                 trunk_epochs=self.trunk_epochs if self.trunk_lr > 0 else 0,
                 head_steps=self.head_steps,
                 gen=gen,
+                memory=self._replay_memory(),
+                penalty=self._penalty(),
             )
+        if self._pretrained is None:
+            self._set_pretrained(chunk)  # from scratch: the first update is the start
+        self._fuse()
         self.n_iter_ += 1
         self.loss_curve_.append(loss)
         self.n_samples_seen_ += len(chunk)
         self._count_skipped(skipped)
         return self
+
+    # ------------------------------------------------------------------ continual
+    def _replay_memory(self):
+        if not self.memory_size:
+            return None
+        if self._memory is None:
+            self._memory = ReplayMemory(
+                self.memory_size,
+                self.memory_strategy,
+                self.n_features_in_,
+                self._torch_dtype,
+                self.device_,
+            )
+        self._memory.capacity, self._memory.strategy = self.memory_size, self.memory_strategy
+        return self._memory
+
+    def _set_pretrained(self, chunk):
+        """Remember the pretrained weights: the anchor of L2-SP and EWC and the start
+        point of WiSE-FT fusion. EWC's Fisher is estimated on up to 256 rows."""
+        self._pretrained = [p.detach().clone() for p in self._trunk_params + self._head_params]
+        fisher = None
+        if self.regularization == "ewc":
+            n = min(len(chunk), _FISHER_ROWS)
+            X = chunk.rows(slice(0, n))
+            fisher = empirical_fisher(self._trunk, self._head, self._trunk_params, X, chunk.y[:n])
+        self._anchor = Anchor(self._trunk_params, fisher)
+
+    def _penalty(self):
+        if self.regularization is None or self._anchor is None or not self.reg_strength:
+            return None
+        if self.regularization == "ewc" and self._anchor.fisher is None:
+            raise ValueError(
+                "regularization='ewc' needs the Fisher information estimated when the "
+                "model was (pre)trained: set it before fit or the first partial_fit."
+            )
+        anchor, strength = self._anchor, self.reg_strength
+        if self.regularization == "l2sp" and anchor.fisher is not None:
+            anchor = Anchor.__new__(Anchor)
+            anchor.weights, anchor.fisher = self._anchor.weights, None
+        return lambda params, grads: anchor.grads(params, grads, strength)
+
+    def _fuse(self):
+        """The last step of the online update: blend the weights used for prediction
+        with their history (EMA) or with the pretrained weights (WiSE-FT)."""
+        if self.fusion is None:
+            self._serve = (self._trunk, self._head)
+            return
+        if self._serve[0] is self._trunk:
+            self._serve = copy.deepcopy((self._trunk, self._head))
+            if self.fusion == "ema":
+                return  # the average starts at the current weights
+        current = self._trunk_params + self._head_params
+        serving = [p for part in self._serve for p in part.parameters() if p.requires_grad]
+        if self.fusion == "ema":
+            fuse(serving, current, 1.0 - self.ema_decay)
+        else:
+            with torch.no_grad():
+                for s, p0, p in zip(serving, self._pretrained, current):
+                    s.copy_(torch.lerp(p0, p, self.wise_alpha))
+        for part, src in zip(self._serve, (self._trunk, self._head)):
+            for b_serve, b in zip(part.buffers(), src.buffers()):
+                b_serve.copy_(b)
+
+    def _forget_contradicted(self, X, y_idx):
+        """After a drift, drop the replay rows that the new data contradicts.
+
+        A drift in the error can be a new concept (the same inputs now carry other
+        labels: old rows must go) or new inputs (new classes, a new domain: old rows
+        stay valid and keep guarding against forgetting). When the chunk's inputs look
+        like the memory's (mean |z| of the per-feature mean difference below 2), the
+        memory rows of the chunk's classes are dropped; otherwise they are kept.
+        """
+        Xc = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        Xm = self._memory.X.double().cpu().numpy()
+        var = Xc.var(axis=0) / len(Xc) + Xm.var(axis=0) / len(Xm)
+        diff = np.abs(Xc.mean(axis=0) - Xm.mean(axis=0))
+        z = np.divide(diff, np.sqrt(var), out=np.zeros_like(diff), where=var > 0)
+        z[(var == 0) & (diff > 0)] = np.inf
+        if np.mean(np.minimum(z, 1e6)) < _SAME_INPUTS_Z:
+            self._memory.drop_classes(np.unique(y_idx))
+
+    def _watch_drift(self, X, y_idx):
+        """Feed the prequential error on a chunk (predicted before learning) to the
+        drift detector; on a drift, react (see the Notes of the class)."""
+        errors = self._forward_checked(X, _argmax) != y_idx
+        self._drift_errors.append(errors)
+        drifted = False
+        for i, wrong in enumerate(errors.tolist()):
+            self.drift_detector_.update(int(wrong))
+            if self.drift_detector_.drift_detected:
+                self.drifts_.append(self.n_samples_seen_ + i + 1)
+                drifted = True
+        if drifted:
+            if self._memory is not None and len(self._memory):
+                self._forget_contradicted(X, y_idx)
+            if self.fusion == "ema":
+                self._serve = (self._trunk, self._head)  # restart the average
 
     def _first_partial_fit(self, X, y, classes, sample_weight):
         X, y_idx, sw, (classes, fixed), module, trunk, head, seed = self._prepare_start(
@@ -499,6 +636,17 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         with self._rng.generator() as gen:
             net.grow_linear(layer, positions, len(grown), optimizers, gen)
         self._head_params = [p for p in self._head.parameters() if p.requires_grad]
+        if self._memory is not None:
+            self._memory.remap(positions)
+        if self.fusion is not None and self._serve[0] is not self._trunk:
+            layer = net.output_layer(self._serve[1], len(self.classes_))
+            with self._rng.generator() as gen:
+                net.grow_linear(layer, positions, len(grown), [], gen)
+        if self._pretrained is not None:
+            # The new classes' rows have no pretrained value: they anchor at themselves.
+            self._pretrained[len(self._trunk_params) :] = [
+                p.detach().clone() for p in self._head_params
+            ]
         self.classes_ = grown
 
     def _check_X(self, X):
@@ -652,6 +800,12 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self._stochastic = net.has_stochastic_layers(module)
         self._rng = net.Rng(seed)
         self._trunk_opt = self._head_opt = None
+        self._serve = (trunk, head)
+        self._user_module = self.module is not None
+        self._memory = self._anchor = self._pretrained = None
+        self.drift_detector_ = _make_detector(self.drift_detector)
+        self.drifts_ = []
+        self._drift_errors = []
         self.n_skipped_steps_ = 0
         self.validation_scores_ = None
         self.best_validation_score_ = None
@@ -763,6 +917,18 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         if self._trunk_opt is not None:
             tensors["trunk_opt"] = self._trunk_opt.state_dict()
             tensors["head_opt"] = self._head_opt.state_dict()
+        if self._memory is not None:
+            tensors["memory"] = self._memory.state_dict()
+        if self._pretrained is not None:
+            tensors["pretrained"] = [p.cpu() for p in self._pretrained]
+            tensors["anchor"] = self._anchor.state_dict()
+        if self._serve[0] is not self._trunk:
+            tensors["serve"] = [part.state_dict() for part in self._serve]
+        # A drift detector is rebuilt on load by replaying the errors it was fed.
+        errors = np.concatenate(self._drift_errors) if self._drift_errors else np.zeros(0, bool)
+        tensors["drift_errors"] = torch.from_numpy(np.packbits(errors))
+        attrs["n_drift_errors"] = len(errors)
+        attrs["drifts_"] = list(self.drifts_)
         return attrs, tensors
 
     def _import_state(self, attrs: dict, tensors: dict) -> OnlineFineTuneClassifier:
@@ -786,6 +952,21 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             self._make_online_optimizers()
             self._trunk_opt.load_state_dict(tensors["trunk_opt"])
             self._head_opt.load_state_dict(tensors["head_opt"])
+        if "memory" in tensors:
+            self._replay_memory().load_state_dict(tensors["memory"])
+        if "pretrained" in tensors:
+            self._pretrained = [p.to(self.device_) for p in tensors["pretrained"]]
+            self._anchor = Anchor.from_state_dict(tensors["anchor"], self.device_)
+        if "serve" in tensors:
+            self._serve = copy.deepcopy((trunk, head))
+            for part, state in zip(self._serve, tensors["serve"]):
+                part.load_state_dict(state)
+        errors = np.unpackbits(tensors["drift_errors"].numpy(), count=attrs["n_drift_errors"])
+        if self.drift_detector_ is not None:
+            for wrong in errors.tolist():
+                self.drift_detector_.update(wrong)
+        self._drift_errors = [errors.astype(bool)] if len(errors) else []
+        self.drifts_ = list(attrs["drifts_"])
         for k in _PLAIN_ATTRS:
             setattr(self, k, attrs[k])
         return self
@@ -794,7 +975,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     def _forward(self, X, post=None) -> np.ndarray:
         """``post`` of the logits of X, as a numpy array."""
         try:
-            trunk, head = self._trunk, self._head
+            trunk, head = self._serve
         except AttributeError:
             check_is_fitted(self)
             raise
@@ -806,10 +987,14 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
                 if self.device_.type != "cpu":
                     Xt = Xt.to(self.device_)
                 return net.forward(trunk, head, Xt, post).cpu().numpy()
-        X = self._check_X(X)
+        return self._forward_checked(self._check_X(X), post)
+
+    def _forward_checked(self, X, post=None) -> np.ndarray:
+        """``_forward`` for X already checked and cast (a sparse one a batch at a time)."""
+        trunk, head = self._serve
         if not sp.issparse(X):
             return net.forward(trunk, head, self._tensor(X), post).cpu().numpy()
-        rows = self._batch_size(X.shape[0])  # densified a mini-batch at a time
+        rows = self._batch_size(X.shape[0])
         parts = [
             net.forward(trunk, head, self._tensor(X[s : s + rows].toarray()), post)
             for s in range(0, X.shape[0], rows)
@@ -929,6 +1114,20 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         params.update(kwargs)
         skorch_net = NeuralNetClassifier(module, **params)
         return skorch_net.initialize()
+
+
+def _make_detector(spec):
+    """A fresh drift detector for a (re)start; ``"auto"`` is river's ADWIN when river
+    is installed and no detector otherwise."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):  # "auto"
+        try:
+            from river.drift import ADWIN
+        except ImportError:
+            return None
+        return ADWIN()
+    return spec.clone() if hasattr(spec, "clone") else copy.deepcopy(spec)
 
 
 def _argmax(z):

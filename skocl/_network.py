@@ -362,9 +362,16 @@ def train_epoch(
     chunk: Chunk,
     batch_size: int,
     gen: torch.Generator | None,
-) -> tuple[float, int]:
+    *,
+    memory=None,
+    penalty=None,
+) -> tuple[float, int, int]:
     """One pass over ``chunk`` in mini-batches, each a step of ``optimizer`` on the loss
     of the whole network (only ``params`` move).
+
+    With a non-empty replay ``memory``, each mini-batch is joined by as many rows drawn
+    from it (at most its size). ``penalty(params, grads)`` may adjust the gradients
+    (L2-SP, EWC) before the step.
 
     Returns the weighted mean loss of the steps taken, the number of steps taken and
     the number skipped.
@@ -374,8 +381,16 @@ def train_epoch(
         n = yb.shape[0] if wb is None else float(wb.sum())
         if n == 0:
             continue
+        if memory is not None and len(memory):
+            Xm, ym = memory.sample(min(len(memory), len(yb)), gen)
+            if wb is not None:
+                wb = torch.cat([wb, wb.new_full((len(ym),), float(wb.mean()))])
+            Xb, yb = torch.cat([Xb, Xm]), torch.cat([yb, ym])
         loss = weighted_loss(head(trunk(Xb)), yb, wb)
-        if gradient_step(loss, optimizer, params):
+        grads = torch.autograd.grad(loss, params, materialize_grads=True)
+        if penalty is not None:
+            grads = penalty(params, grads)
+        if apply_step(optimizer, params, grads, loss):
             total += float(loss.detach()) * n
             weight += n
             taken += 1
@@ -448,6 +463,8 @@ def online_update(
     trunk_epochs: int,
     head_steps: int,
     gen: torch.Generator | None,
+    memory=None,
+    penalty=None,
 ) -> tuple[float, int]:
     """The online step of ``partial_fit``, in order:
 
@@ -455,6 +472,11 @@ def online_update(
        of ``trunk_opt`` on the whole network's loss that moves the trunk only;
     2. head fine-tune: the trunk frozen and in eval mode, the chunk's features computed
        once, then ``head_steps`` full-chunk steps of ``head_opt`` on the head alone.
+
+    A replay ``memory`` joins both: each trunk mini-batch gets as many replayed rows,
+    and the head fine-tune runs on the chunk's features and as many replayed rows' (the
+    replayed rows weighing as much as the chunk); the chunk is then offered to the
+    memory. ``penalty`` adjusts the trunk's gradients.
 
     A step with a non-finite loss or gradient is skipped; if the update still leaves a
     weight that is not finite, the whole call is undone (weights and optimizer state).
@@ -466,19 +488,36 @@ def online_update(
         trunk.train()
         head.train()
         for _ in range(trunk_epochs):
-            loss, t, s = train_epoch(trunk, head, trunk_opt, trunk_params, chunk, batch_size, gen)
+            loss, t, s = train_epoch(
+                trunk, head, trunk_opt, trunk_params, chunk, batch_size, gen,
+                memory=memory, penalty=penalty,
+            )
             taken, skipped = taken + t, skipped + s
         trunk.eval()
         head.eval()
     if head_steps and (chunk.w is None or bool(chunk.w.sum() > 0)):
-        feats = features(trunk, chunk, batch_size)
+        feats, y, w = features(trunk, chunk, batch_size), chunk.y, chunk.w
+        if memory is not None and len(memory):
+            # As many replayed rows as the chunk has, weighing as much, as in the trunk steps.
+            n = len(y)
+            Xm, ym = memory.sample(min(len(memory), n), gen)
+            m = len(ym)
+            w = feats.new_ones(n) if w is None else w
+            with torch.no_grad():
+                feats = torch.cat([feats, trunk(Xm)])
+            w = torch.cat([w, w.new_full((m,), float(w.sum()) / m)])
+            y = torch.cat([y, ym])
         head.train()
-        s = fine_tune_head(head, head_opt, head_params, feats, chunk.y, chunk.w, head_steps)
+        s = fine_tune_head(head, head_opt, head_params, feats, y, w, head_steps)
         taken, skipped = taken + head_steps - s, skipped + s
         head.eval()
     if not txn.finite():
         txn.rollback()
         loss, skipped = float("nan"), skipped + taken
+    if memory is not None:
+        step = len(chunk) if isinstance(chunk.X, torch.Tensor) else batch_size
+        for s in range(0, len(chunk), step):  # a sparse chunk is densified a batch at a time
+            memory.add(chunk.rows(slice(s, s + step)), chunk.y[s : s + step], gen)
     return loss, skipped
 
 

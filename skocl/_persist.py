@@ -231,6 +231,8 @@ def _params_to_json(clf) -> tuple[dict, dict]:
             value = None  # a RandomState object's stream lives on in the saved rng state
         elif key == "device":
             value = str(value)
+        elif key == "drift_detector" and not (value is None or isinstance(value, str)):
+            value = _detector_to_json(value)
         elif isinstance(value, tuple):
             value = {"tuple": list(value)}
         try:
@@ -241,12 +243,27 @@ def _params_to_json(clf) -> tuple[dict, dict]:
     return out, spec
 
 
-def _params_from_json(params: dict) -> dict:
+def _detector_to_json(detector) -> dict:
+    """A river drift detector as its class and constructor parameters."""
+    cls = type(detector)
+    get_params = getattr(detector, "_get_params", None)
+    if get_params is None:
+        raise TypeError(
+            f"Cannot save drift_detector={detector!r}: only detectors with river's "
+            "_get_params() are saved (as their class and parameters)."
+        )
+    return {"detector": f"{cls.__module__}.{cls.__qualname__}", "params": get_params()}
+
+
+def _params_from_json(params: dict, trusted: list[str] | None = None) -> dict:
     from ._labels import labels_from_json
 
     out = {}
     for key, value in params.items():
-        if isinstance(value, dict) and "tuple" in value:
+        if isinstance(value, dict) and "detector" in value:
+            cls = _import_trusted(value["detector"], trusted or [], prefixes=("river.drift.",))
+            value = cls(**value["params"])
+        elif isinstance(value, dict) and "tuple" in value:
             value = tuple(value["tuple"])
         elif isinstance(value, dict) and "labels" in value:
             value = labels_from_json(value["labels"])
@@ -257,7 +274,7 @@ def _params_from_json(params: dict) -> dict:
 def _load_classifier(data: dict, state: dict, module, trusted: list[str], device):
     from ._classifier import OnlineFineTuneClassifier
 
-    params = _params_from_json(data["params"])
+    params = _params_from_json(data["params"], trusted)
     spec = data["module"]
     if module is not None:
         params["module"] = module
@@ -276,11 +293,11 @@ def _load_classifier(data: dict, state: dict, module, trusted: list[str], device
     return clf._import_state(data["attrs"], state)
 
 
-def _import_trusted(qualified: str, trusted: list[str]) -> type:
-    if qualified not in trusted and not qualified.startswith("skocl."):
+def _import_trusted(qualified: str, trusted: list[str], prefixes=("skocl.",)) -> type:
+    if qualified not in trusted and not qualified.startswith(prefixes):
         raise ValueError(
-            f"The model's module class {qualified} is not trusted: pass "
-            f"trusted=[{qualified!r}] to import it, or module=an instance of it."
+            f"The model's class {qualified} is not trusted: pass "
+            f"trusted=[{qualified!r}] to import it (or, for a module, module=an instance)."
         )
     module_name, _, name = qualified.rpartition(".")
     obj = importlib.import_module(module_name)
