@@ -117,6 +117,7 @@ def _new_model(args):
     clf = OnlineFineTuneClassifier()
     try:
         clf.set_params(**params)
+        clf._validate_params()  # bad values are a command-line error, before any data
     except ValueError as exc:
         raise _UsageError(str(exc)) from exc
     return clf if args.no_scale else make_stream_pipeline(StandardScaler(), clf)
@@ -159,6 +160,12 @@ def _cmd_train(args) -> int:
 
     model = _new_model(args)
     chunks = _stream(args, args.target)
+    # Saved with each checkpoint, so that predict knows which columns to read.
+    columns = {"target": args.target}
+
+    def remember_columns(record):
+        columns.setdefault("features", list(chunks.features))
+
     result = prequential(
         model,
         chunks,
@@ -168,31 +175,18 @@ def _cmd_train(args) -> int:
         checkpoint=args.model,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        checkpoint_extra=columns,
+        on_chunk=remember_columns,
     )
-    _record_columns(args.model, chunks, args.target)
     _report_bad_rows(chunks)
     rows = result.records[-1]["rows_seen"] if result.records else 0
     seconds = sum(r["seconds"] for r in result.records)
     print(
         f"trained on {rows} rows in {len(result.records)} chunks "
-        f"({rows / max(seconds, 1e-9):,.0f} rows/s); model saved to {args.model}",
+        f"({rows / max(seconds, 1e-9):,.0f} rows/s learning); model saved to {args.model}",
         file=sys.stderr,
     )
     return EXIT_OK
-
-
-def _record_columns(path, chunks, target) -> None:
-    """Store the feature and target names in the model file, for predict."""
-    from ._persist import read_meta, save
-
-    from ._persist import load
-
-    meta = read_meta(path)
-    columns = getattr(chunks, "features", None)
-    if columns is None:
-        return
-    extra = dict(meta["extra"], features=list(columns), target=target)
-    save(load(path), path, extra=extra)
 
 
 def _report_bad_rows(chunks) -> None:
@@ -237,7 +231,9 @@ def _cmd_predict(args) -> int:
     extra = read_meta(args.model)["extra"]
     model = load(args.model)
     args.features = None
-    chunks = _stream(args, target=None, features=extra.get("features"))
+    if "features" not in extra:
+        raise ValueError(f"{args.model} holds no feature column names: train it with skocl train.")
+    chunks = _stream(args, target=None, features=extra["features"])
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
         writer = csv.writer(out)
