@@ -23,6 +23,8 @@ from ._classifier import OnlineFineTuneClassifier
 from .datasets import make_drift_stream
 from .stream import iter_chunks, prequential
 
+N_FEATURES = 6
+
 
 def run(
     *,
@@ -35,7 +37,7 @@ def run(
 ) -> dict:
     """Run the demo; return ``{model name: PrequentialResult}``."""
     X, y, drifts = make_drift_stream(
-        n_samples, 20, 4, drift_points=(0.4, 0.7), random_state=random_state
+        n_samples, N_FEATURES, 4, drift_points=(0.4, 0.7), random_state=random_state
     )
     classes = np.unique(y)
     models = {
@@ -44,7 +46,7 @@ def run(
         "SGDClassifier": SGDClassifier(loss="log_loss", random_state=random_state),
     }
     print(
-        f"Stream: {n_samples} rows, 20 features, 4 classes, abrupt drifts at rows "
+        f"Stream: {n_samples} rows, {N_FEATURES} features, 4 classes, abrupt drifts at rows "
         f"{drifts.tolist()}; pretraining on the first {pretrain}, then test-then-train "
         f"in chunks of {chunksize}."
     )
@@ -79,6 +81,12 @@ def run(
         summary[name] = (res.running(), last)
         print(f"{name:<15} {res.running():>16.3f} {last:>14.3f} {seconds[name]:>8.2f}")
 
+    detected = getattr(results["skocl"].estimator, "drifts_", [])
+    if results["skocl"].estimator.drift_detector_ is None:
+        print("\n(no drift detector: install river, pip install 'skocl[drift]', for detection)")
+    else:
+        # drifts_ counts rows learned, pretraining included.
+        print(f"\nskocl detected drifts at rows {detected} (true drifts at {drifts.tolist()})")
     if png is not None:
         _plot(results, drifts - pretrain, png)
         print(f"\nLearning curves saved to {png}")
