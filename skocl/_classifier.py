@@ -128,6 +128,31 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         Learning rate of the head fine-tune in ``partial_fit``.
     head_steps : int, default=3
         Full-chunk gradient steps of the head fine-tune. ``0`` skips it.
+    memory_size : int, default=2000
+        Rows kept in the replay memory, replayed in every ``partial_fit`` against
+        forgetting. ``0`` turns replay off.
+    memory_strategy : {"class_balanced", "reservoir"}, default="class_balanced"
+        Which rows the memory keeps: an equal share per class seen, each a uniform
+        sample of that class, or a uniform sample of every row seen.
+    regularization : {"l2sp", "ewc"} or None, default=None
+        Pull of the trunk toward its pretrained weights in ``partial_fit``: L2-SP, or
+        EWC weighted by the Fisher information estimated at the end of ``fit``.
+    reg_strength : float, default=1.0
+        Strength :math:`\lambda` of that pull.
+    fusion : {"ema", "wise"} or None, default=None
+        Weights used for prediction: an exponential moving average of the weights after
+        each ``partial_fit`` (``"ema"``), or the WiSE-FT interpolation between the
+        pretrained and the current weights (``"wise"``). None predicts with the current
+        weights.
+    ema_decay : float, default=0.9
+        Decay :math:`m` of the EMA fusion.
+    wise_alpha : float, default=0.5
+        Weight :math:`\alpha` of the current weights in WiSE-FT fusion.
+    drift_detector : "auto", detector or None, default="auto"
+        A detector with river's interface (ADWIN, PageHinkley, KSWIN, ...), fed with the
+        prequential error of each chunk, predicted before it is learned. ``"auto"`` is
+        river's ADWIN when river is installed, no detection otherwise. The detector
+        passed is cloned at each (re)start, never updated in place.
     dtype : {"float32", "float64"}, default="float32"
         Floating point type of the network.
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
@@ -165,6 +190,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         Rows learned from by ``fit`` and ``partial_fit`` since the last ``fit``.
     n_skipped_steps_ : int
         Gradient steps skipped because their loss or gradients were not finite.
+    drift_detector_ : object or None
+        The detector in use (a clone of ``drift_detector``).
+    drifts_ : list of int
+        Values of ``n_samples_seen_`` at which drifts were detected.
 
     See Also
     --------
@@ -195,7 +224,22 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     :math:`\mathrm{opt}_\theta` and :math:`\mathrm{opt}_\phi` are two optimizers whose
     state (Adam's moments) persists across ``partial_fit`` calls. A step whose loss or
     gradients are not finite is skipped with a :class:`~skocl.exceptions.NonFiniteStepWarning`
-    and counted in ``n_skipped_steps_``, so the weights never become NaN.
+    and counted in ``n_skipped_steps_``; an update that still leaves a weight that is not
+    finite is undone, so the weights never become NaN.
+
+    Continual learning. With a replay memory :math:`M`, every trunk mini-batch
+    :math:`B` is joined by :math:`|B|` rows drawn from :math:`M`, and the head fine-tune
+    runs on the chunk and :math:`|C|` replayed rows weighing as much as the chunk; the
+    chunk is then offered to the memory. With ``regularization``, the trunk gradient
+    gains :math:`\lambda F \odot (\theta - \theta^*)` (:math:`F = 1` for L2-SP, Li
+    et al. 2018; the diagonal empirical Fisher for EWC, Kirkpatrick et al. 2017), where
+    :math:`\theta^*` are the weights at the end of ``fit`` (of the first
+    ``partial_fit`` when there was no ``fit``). Fusion, the last step, sets the served
+    weights to :math:`\bar w \leftarrow m \bar w + (1 - m) w` (EMA) or
+    :math:`(1-\alpha) w^* + \alpha w` (WiSE-FT, Wortsman et al. 2022). On a detected
+    drift, the replay rows of the chunk's classes are dropped when the chunk's inputs
+    look like the memory's (the concept changed; new classes or domains keep them),
+    and the EMA restarts. See the user guide on continual learning.
 
     Examples
     --------
