@@ -43,7 +43,8 @@ class ReplayMemory:
         if n_classes > len(self.seen):
             self.seen = torch.cat([self.seen, torch.zeros(n_classes - len(self.seen), dtype=torch.long)])
         if self.strategy == "reservoir":
-            self._reservoir(X, y, torch.ones_like(y, dtype=torch.bool), self.capacity, gen)
+            every_slot = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
+            self._reservoir(X, y, every_slot, self.capacity, gen)
             self.seen += torch.bincount(y.cpu(), minlength=len(self.seen))
             return
         present = torch.unique(y.cpu())
@@ -76,7 +77,7 @@ class ReplayMemory:
         if not len(rows):
             return
         # When two rows pick one slot, the later one wins, as in the sequential algorithm.
-        last = {int(s): int(r) for r, s in zip(rows, j)}
+        last = dict(zip(j.tolist(), rows.tolist()))
         target = slots[torch.tensor(list(last.keys()))]
         source = torch.tensor(list(last.values()), device=y.device)
         self.X[target] = X[source]
