@@ -72,7 +72,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    module : None, torch.nn.Module instance or class, or fitted skorch NeuralNetClassifier, default=None
+    module : None, nn.Module instance or class, or skorch net, default=None
         The network. ``None`` builds an MLP trunk (``hidden_layer_sizes``,
         ``activation``, ``dropout``) and a linear head. An ``nn.Module`` instance is
         deep-copied into ``module_`` and never trained in place; a class is
@@ -655,8 +655,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         except ValueError as exc:
             if self._fixed_classes:
                 raise ValueError(
-                    f"{exc} The label set was fixed by `classes`; labels outside it are "
-                    "rejected."
+                    f"{exc} The label set was fixed by `classes`; labels outside it are rejected."
                 ) from None
             try:
                 grown = unique_labels(self.classes_, y)
@@ -802,8 +801,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             out = net.forward(trunk, head, x)
         except Exception as exc:
             raise ValueError(
-                f"module cannot compute head(trunk(X)) on X with {X.shape[1]} features: "
-                f"{exc}"
+                f"module cannot compute head(trunk(X)) on X with {X.shape[1]} features: {exc}"
             ) from exc
         if out.ndim != 2 or out.shape[1] != n_classes:
             raise ValueError(
@@ -856,7 +854,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _make_online_optimizers(self):
         make = net.make_optimizer
-        self._trunk_opt = make(self.optimizer, self._trunk_params, self.trunk_lr, self.weight_decay)
+        self._trunk_opt = make(
+            self.optimizer, self._trunk_params, self.trunk_lr, self.weight_decay
+        )
         self._head_opt = make(self.optimizer, self._head_params, self.head_lr, self.weight_decay)
 
     def _batch_size(self, n):
@@ -908,7 +908,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             else:
                 objective = loss
             if self.verbose:
-                print(f"epoch {epoch + 1}: loss {loss:.6f}" + (f", validation accuracy {score:.4f}" if self.early_stopping else ""))
+                print(
+                    f"epoch {epoch + 1}: loss {loss:.6f}"
+                    + (f", validation accuracy {score:.4f}" if self.early_stopping else "")
+                )
             if objective > best - self.tol:
                 stall += 1
             else:
@@ -932,7 +935,11 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self._count_skipped(skipped)
 
     def _split_validation(self, X, y_idx, sw):
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if self.random_state is not None else secrets.randbits(31)
+        seed = (
+            int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            if self.random_state is not None
+            else secrets.randbits(31)
+        )
         idx = np.arange(X.shape[0])
         counts = np.bincount(y_idx)
         stratify = y_idx if counts[counts > 0].min() >= 2 else None
@@ -1203,7 +1210,6 @@ def _encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
     if not found.all():
         unknown = sorted({repr(v) for v in np.asarray(y)[~found].tolist()})
         raise ValueError(
-            f"y contains label(s) {', '.join(unknown[:10])} not in classes_ "
-            f"{classes.tolist()}."
+            f"y contains label(s) {', '.join(unknown[:10])} not in classes_ {classes.tolist()}."
         )
     return idx

@@ -41,7 +41,9 @@ class ReplayMemory:
         """Offer the rows of a chunk to the memory."""
         n_classes = int(y.max()) + 1 if len(y) else 0
         if n_classes > len(self.seen):
-            self.seen = torch.cat([self.seen, torch.zeros(n_classes - len(self.seen), dtype=torch.long)])
+            self.seen = torch.cat(
+                [self.seen, torch.zeros(n_classes - len(self.seen), dtype=torch.long)]
+            )
         if self.strategy == "reservoir":
             every_slot = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
             self._reservoir(X, y, every_slot, self.capacity, gen)
@@ -66,7 +68,9 @@ class ReplayMemory:
             self.X = torch.cat([self.X, X[:free]])
             self.y = torch.cat([self.y, y[:free]])
             X, y, seen = X[free:], y[free:], seen + free
-            slots = torch.cat([slots, torch.arange(len(self) - free, len(self), device=slots.device)])
+            slots = torch.cat(
+                [slots, torch.arange(len(self) - free, len(self), device=slots.device)]
+            )
         if not len(y) or not len(slots):
             return
         # Row t (1-based count of its kind) replaces slot j ~ U{0..t-1} when j < quota.
@@ -140,20 +144,27 @@ class Anchor:
 
     def grads(self, params, grads, strength: float):
         if self.fisher is None:
-            return [g + strength * (p.detach() - w) for p, g, w in zip(params, grads, self.weights)]
+            return [
+                g + strength * (p.detach() - w) for p, g, w in zip(params, grads, self.weights)
+            ]
         return [
             g + strength * f * (p.detach() - w)
             for p, g, w, f in zip(params, grads, self.weights, self.fisher)
         ]
 
     def state_dict(self) -> dict:
-        return {"weights": [w.cpu() for w in self.weights], "fisher": self.fisher and [f.cpu() for f in self.fisher]}
+        return {
+            "weights": [w.cpu() for w in self.weights],
+            "fisher": self.fisher and [f.cpu() for f in self.fisher],
+        }
 
     @classmethod
     def from_state_dict(cls, state: dict, device) -> Anchor:
         anchor = cls.__new__(cls)
         anchor.weights = [w.to(device) for w in state["weights"]]
-        anchor.fisher = None if state["fisher"] is None else [f.to(device) for f in state["fisher"]]
+        anchor.fisher = (
+            None if state["fisher"] is None else [f.to(device) for f in state["fisher"]]
+        )
         return anchor
 
 

@@ -11,7 +11,9 @@ def labels_to_json(labels: np.ndarray) -> dict:
     if labels.dtype.kind not in "biufUO":
         raise TypeError(f"Cannot save class labels of dtype {labels.dtype}.")
     values = labels.tolist()
-    if labels.dtype.kind == "O" and not all(isinstance(v, (str, int, float, bool)) for v in values):
+    if labels.dtype.kind == "O" and not all(
+        isinstance(v, (str, int, float, bool)) for v in values
+    ):
         raise TypeError("Cannot save class labels that are not str, int, float or bool.")
     return {"dtype": labels.dtype.str if labels.dtype.kind != "O" else "object", "values": values}
 

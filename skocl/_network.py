@@ -79,7 +79,9 @@ def build_mlp(
     return TrunkHeadNet(nn.Sequential(*layers), nn.Linear(width, n_classes))
 
 
-def split_module(module: nn.Module, trunk_attr: str, head_attr: str) -> tuple[nn.Module, nn.Module]:
+def split_module(
+    module: nn.Module, trunk_attr: str, head_attr: str
+) -> tuple[nn.Module, nn.Module]:
     """Find the trunk and the head of a user's module by attribute name.
 
     An ``nn.Sequential`` without those attributes is split into all layers but the last
@@ -301,7 +303,9 @@ def weighted_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None)
     return (F.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum()
 
 
-def apply_step(optimizer, params: list[nn.Parameter], grads, loss: torch.Tensor | None = None) -> bool:
+def apply_step(
+    optimizer, params: list[nn.Parameter], grads, loss: torch.Tensor | None = None
+) -> bool:
     """Step ``optimizer`` with ``grads`` unless the loss or a gradient is not finite;
     a skipped step leaves the weights as they were. Returns whether it was taken.
 
@@ -489,8 +493,15 @@ def online_update(
         head.train()
         for _ in range(trunk_epochs):
             loss, t, s = train_epoch(
-                trunk, head, trunk_opt, trunk_params, chunk, batch_size, gen,
-                memory=memory, penalty=penalty,
+                trunk,
+                head,
+                trunk_opt,
+                trunk_params,
+                chunk,
+                batch_size,
+                gen,
+                memory=memory,
+                penalty=penalty,
             )
             taken, skipped = taken + t, skipped + s
         trunk.eval()
@@ -528,7 +539,10 @@ def forward(trunk: nn.Module, head: nn.Module, X: torch.Tensor, post=None) -> to
             z = head(trunk(X))
         else:
             z = torch.cat(
-                [head(trunk(X[s : s + FORWARD_CHUNK])) for s in range(0, X.shape[0], FORWARD_CHUNK)]
+                [
+                    head(trunk(X[s : s + FORWARD_CHUNK]))
+                    for s in range(0, X.shape[0], FORWARD_CHUNK)
+                ]
             )
         return z if post is None else post(z)
 

@@ -72,10 +72,9 @@ def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Pa
     >>> bool((again.predict_proba(X) == clf.predict_proba(X)).all())
     True
     """
+    from . import __version__
     from ._classifier import OnlineFineTuneClassifier
     from .pipeline import StreamPipeline
-
-    from . import __version__
 
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -222,7 +221,10 @@ def _params_to_json(clf) -> tuple[dict, dict]:
         spec = {"kind": "class", "class": f"{module.__module__}.{module.__qualname__}"}
     else:
         source = module.module_ if _is_skorch_net(module) else module
-        spec = {"kind": "instance", "class": f"{type(source).__module__}.{type(source).__qualname__}"}
+        spec = {
+            "kind": "instance",
+            "class": f"{type(source).__module__}.{type(source).__qualname__}",
+        }
     out = {}
     for key, value in params.items():
         if key == "classes" and value is not None:

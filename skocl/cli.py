@@ -10,7 +10,6 @@ import argparse
 import ast
 import csv
 import sys
-from pathlib import Path
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 

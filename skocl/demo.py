@@ -67,9 +67,7 @@ def run(
         if name == "skocl":
             print("skocl, prequential accuracy as it learns:")
         chunks = iter_chunks(X[pretrain:], y[pretrain:], chunksize=chunksize)
-        results[name] = prequential(
-            model, chunks, classes=classes, verbose=0, on_chunk=report
-        )
+        results[name] = prequential(model, chunks, classes=classes, verbose=0, on_chunk=report)
         seconds[name] = time.perf_counter() - t0
 
     tail = (n_samples - pretrain) // chunksize // 5  # the last fifth of the chunks

@@ -212,13 +212,13 @@ def test_same_seed_gives_bit_identical_fit_and_partial_fit(small, dropout):
 def test_global_random_states_are_untouched(small):
     X, y = small
     torch.manual_seed(123)
-    np.random.seed(123)
-    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    np.random.seed(123)  # noqa: NPY002 - the global state is what must stay untouched
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()  # noqa: NPY002
     clf = OnlineFineTuneClassifier(max_iter=3, dropout=0.2, random_state=None).fit(X, y)
     clf.partial_fit(X[:50], y[:50])
     OnlineFineTuneClassifier(random_state=0, batch_size=16).partial_fit(X, y, classes=[0, 1, 2])
     assert torch.equal(torch.get_rng_state(), torch_state)
-    assert np.array_equal(np.random.get_state()[1], np_state[1])
+    assert np.array_equal(np.random.get_state()[1], np_state[1])  # noqa: NPY002
 
 
 # --------------------------------------------------------------------------- sklearn use
@@ -269,7 +269,11 @@ def test_pickle_round_trip_predicts_and_learns_identically(small):
 # --------------------------------------------------------------------------- inputs
 def test_lists_float32_and_labels_of_any_type(small):
     X, y = small
-    for labels in (np.array(["cat", "dog", "eel"]), np.array([True, False, True]), np.array([10, -1, 7])):
+    for labels in (
+        np.array(["cat", "dog", "eel"]),
+        np.array([True, False, True]),
+        np.array([10, -1, 7]),
+    ):
         if labels.dtype == bool:
             yy = labels[(y > 0).astype(int)]
         else:
@@ -402,12 +406,21 @@ def test_skorch_in_and_out(small):
 # --------------------------------------------------------------------------- bad input
 BAD_CHUNKS = {
     "nan": (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), y), "NaN"),
-    "inf": (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), y), "infinity"),
-    "beyond float32": (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 9, 1e300, X), y), "row 1, column 1"),
+    "inf": (
+        lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), y),
+        "infinity",
+    ),
+    "beyond float32": (
+        lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 9, 1e300, X), y),
+        "row 1, column 1",
+    ),
     "n_features": (lambda X, y: (X[:, :-1], y), "7 features"),
     "1-D X": (lambda X, y: (X[:, 0], y), "1D"),
     "empty X": (lambda X, y: (X[:0], y[:0]), "0 sample"),
-    "unknown label": (lambda X, y: (X, np.where(np.arange(len(y)) == 3, 9, y)), "label.*9.* not in classes_"),
+    "unknown label": (
+        lambda X, y: (X, np.where(np.arange(len(y)) == 3, 9, y)),
+        "label.*9.* not in classes_",
+    ),
     "lengths": (lambda X, y: (X, y[:-1]), "inconsistent numbers of samples"),
     "negative weight": (lambda X, y: (X, y), "(?i)negative"),
 }
@@ -423,7 +436,9 @@ def test_bad_chunk_raises_and_leaves_model_bit_identical(small, case):
     sw = -np.ones(len(yb)) if case == "negative weight" else None
     before = state(clf)
     opt_before = pickle.dumps(clf._trunk_opt.state_dict())
-    attrs = {k: copy.deepcopy(v) for k, v in vars(clf).items() if k.endswith("_") and k != "module_"}
+    attrs = {
+        k: copy.deepcopy(v) for k, v in vars(clf).items() if k.endswith("_") and k != "module_"
+    }
     with pytest.raises(ValueError, match=match):
         clf.partial_fit(Xb, yb, sample_weight=sw)
     assert_same_state(before, state(clf))

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,8 +60,22 @@ def test_train_predict_evaluate(files, capsys):
     tmp, a, b, X, names = files
     model = tmp / "m.skocl"
     code, out, err = run(
-        ["train", a, b, "--target", "label", "--chunksize", "500", "--model", model,
-         "-p", "hidden_layer_sizes=(32,)", "-p", "head_lr=0.02", "-q"],
+        [
+            "train",
+            a,
+            b,
+            "--target",
+            "label",
+            "--chunksize",
+            "500",
+            "--model",
+            model,
+            "-p",
+            "hidden_layer_sizes=(32,)",
+            "-p",
+            "head_lr=0.02",
+            "-q",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -85,8 +98,21 @@ def test_train_predict_evaluate(files, capsys):
     assert (pred == names[:2000]).mean() > 0.6
 
     code, out, err = run(
-        ["evaluate", a, "--target", "label", "--chunksize", "250", "-q",
-         "--metric", "accuracy", "--metric", "balanced_accuracy", "--output", tmp / "scores.csv"],
+        [
+            "evaluate",
+            a,
+            "--target",
+            "label",
+            "--chunksize",
+            "250",
+            "-q",
+            "--metric",
+            "accuracy",
+            "--metric",
+            "balanced_accuracy",
+            "--output",
+            tmp / "scores.csv",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -100,11 +126,23 @@ def test_bad_data_names_file_line_and_column(files, capsys):
     lines[7] = lines[7].replace(lines[7].split(",")[2], "oops", 1)
     bad = tmp / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
-    code, out, err = run(["train", bad, "--target", "label", "--model", tmp / "m.skocl", "-q"], capsys)
+    code, out, err = run(
+        ["train", bad, "--target", "label", "--model", tmp / "m.skocl", "-q"], capsys
+    )
     assert code == 1
     assert "bad.csv" in err and "line 8" in err and "x2" in err
     code, out, err = run(
-        ["train", bad, "--target", "label", "--model", tmp / "m.skocl", "-q", "--on-bad-rows", "skip"],
+        [
+            "train",
+            bad,
+            "--target",
+            "label",
+            "--model",
+            tmp / "m.skocl",
+            "-q",
+            "--on-bad-rows",
+            "skip",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -132,8 +170,20 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
     uninterrupted run with the same seed."""
     X, y, _ = make_drift_stream(60_000, 10, 4, drift_points=(0.5,), random_state=1)
     data = write_csv(tmp_path / "stream.csv", X, y)
-    args = [sys.executable, "-m", "skocl", "train", str(data), "--target", "label",
-            "--chunksize", "500", "--checkpoint-every", "2", "-q"]
+    args = [
+        sys.executable,
+        "-m",
+        "skocl",
+        "train",
+        str(data),
+        "--target",
+        "label",
+        "--chunksize",
+        "500",
+        "--checkpoint-every",
+        "2",
+        "-q",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     full = tmp_path / "full.skocl"
@@ -165,4 +215,6 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
         assert torch.equal(full_state[k], cut_state[k]), k
     np.testing.assert_array_equal(cut_model[0].mean_, full_model[0].mean_)
     assert cut_model[-1].drifts_ == full_model[-1].drifts_
-    np.testing.assert_array_equal(cut_model.predict_proba(X[:500]), full_model.predict_proba(X[:500]))
+    np.testing.assert_array_equal(
+        cut_model.predict_proba(X[:500]), full_model.predict_proba(X[:500])
+    )

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from sklearn.utils.estimator_checks import estimator_checks_generator
 from sklearn.utils._testing import assert_allclose
+from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from skocl import OnlineFineTuneClassifier
 

@@ -71,7 +71,9 @@ def split_digits(clf, passes=2, n_tasks=3):
             order = rng.permutation(m.sum())
             for lo in range(0, len(order), 32):
                 i = order[lo : lo + 32]
-                clf.partial_fit(Xtr[m][i], ytr[m][i], classes=np.arange(10) if k == 0 and lo == 0 else None)
+                clf.partial_fit(
+                    Xtr[m][i], ytr[m][i], classes=np.arange(10) if k == 0 and lo == 0 else None
+                )
         rows.append(evaluate_tasks(clf, held_out))
     return np.vstack(rows)
 
@@ -101,13 +103,19 @@ def test_anchor_keeps_the_trunk_near_its_pretrained_weights(pretrained, reg):
     dist = {}
     for strength in (0.0, 50.0):
         clf = OnlineFineTuneClassifier(
-            regularization=reg, reg_strength=strength, trunk_lr=1e-2, max_iter=30,
-            random_state=0, **NAIVE,
+            regularization=reg,
+            reg_strength=strength,
+            trunk_lr=1e-2,
+            max_iter=30,
+            random_state=0,
+            **NAIVE,
         ).fit(X, y)
         start = [p.detach().clone() for p in clf._trunk_params]
         if reg == "ewc":
             assert clf._anchor.fisher is not None
-            assert all(f.shape == p.shape and (f >= 0).all() for f, p in zip(clf._anchor.fisher, start))
+            assert all(
+                f.shape == p.shape and (f >= 0).all() for f, p in zip(clf._anchor.fisher, start)
+            )
         for lo in range(0, 400, 40):
             clf.partial_fit(Xn[lo : lo + 40], y[lo : lo + 40])
         dist[strength] = trunk_distance(clf, start)
@@ -125,7 +133,9 @@ def test_ewc_set_after_fit_is_a_clear_error(pretrained):
 # --------------------------------------------------------------------------- fusion
 def test_ema_fusion_serves_the_moving_average(pretrained):
     X, y = pretrained
-    clf = OnlineFineTuneClassifier(fusion="ema", ema_decay=0.8, max_iter=5, random_state=0, **NAIVE)
+    clf = OnlineFineTuneClassifier(
+        fusion="ema", ema_decay=0.8, max_iter=5, random_state=0, **NAIVE
+    )
     clf.fit(X, y)
     served = [p.detach().clone() for p in clf._trunk_params + clf._head_params]
     for lo in (0, 40):
@@ -137,12 +147,16 @@ def test_ema_fusion_serves_the_moving_average(pretrained):
         torch.testing.assert_close(s.detach(), expected)
     # predictions come from the served weights, not the current ones
     logits = clf._serve[1](clf._serve[0](torch.as_tensor(X[:5], dtype=torch.float32)))
-    np.testing.assert_allclose(clf.predict_proba(X[:5]), torch.softmax(logits, 1).detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        clf.predict_proba(X[:5]), torch.softmax(logits, 1).detach().numpy(), rtol=1e-5
+    )
 
 
 def test_wise_fusion_interpolates_pretrained_and_current(pretrained):
     X, y = pretrained
-    clf = OnlineFineTuneClassifier(fusion="wise", wise_alpha=0.25, max_iter=5, random_state=0, **NAIVE)
+    clf = OnlineFineTuneClassifier(
+        fusion="wise", wise_alpha=0.25, max_iter=5, random_state=0, **NAIVE
+    )
     clf.fit(X, y)
     start = [p.detach().clone() for p in clf._trunk_params + clf._head_params]
     clf.partial_fit(X[:40] + 1, y[:40])

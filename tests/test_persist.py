@@ -19,7 +19,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 @pytest.fixture
 def data():
-    X, y = make_classification(n_samples=150, n_features=6, n_informative=4, n_classes=3, random_state=0)
+    X, y = make_classification(
+        n_samples=150, n_features=6, n_informative=4, n_classes=3, random_state=0
+    )
     return X, y
 
 
@@ -32,7 +34,9 @@ def assert_same_state(a, b):
 def test_round_trip_predicts_and_keeps_learning_identically(data, tmp_path):
     X, y = data
     labels = np.array(["ant", "bee", "cat"])[y]
-    clf = OnlineFineTuneClassifier(max_iter=10, dropout=0.1, random_state=0).fit(X[:100], labels[:100])
+    clf = OnlineFineTuneClassifier(max_iter=10, dropout=0.1, random_state=0).fit(
+        X[:100], labels[:100]
+    )
     clf.partial_fit(X[100:120], labels[100:120])
     path = skocl.save(clf, tmp_path / "m.skocl")
     back = skocl.load(path)
