@@ -35,7 +35,7 @@ def test_each_chunk_is_scored_before_it_is_learned(digits):
     )
     assert [r["chunk"] for r in result.records] == [0, 1, 2, 3, 4]
     assert math.isnan(result.records[0]["accuracy"])  # nothing learned yet
-    expected, rows = [], 0
+    expected = []
     for lo in range(0, 1000, 200):
         if lo:
             expected.append(accuracy_score(y[lo : lo + 200], twin.predict(X[lo : lo + 200])))
