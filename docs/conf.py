@@ -73,16 +73,21 @@ html_static_path = []
 
 
 # -- hooks -------------------------------------------------------------------------
-def _skip_sklearn_plumbing(app, what, name, obj, skip, options):
-    """Leave out the metadata-routing setters sklearn generates on every estimator.
+def _skip_members(app, what, name, obj, skip, options):
+    """Leave out the metadata-routing setters sklearn generates on every estimator,
+    and the field aliases of NamedTuples.
 
-    Their docstrings link to labels of scikit-learn's own documentation, which an
-    offline build cannot resolve; api.rst points readers to scikit-learn instead.
+    The setters' docstrings link to labels of scikit-learn's own documentation, which
+    an offline build cannot resolve; api.rst points readers to scikit-learn instead.
     """
     if re.fullmatch(r"set_\w+_request", name):
+        return True
+    # A NamedTuple's fields (StreamChunk) are described in its Attributes section;
+    # autodoc would list them again as "Alias for field number N".
+    if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
         return True
     return skip
 
 
 def setup(app):
-    app.connect("autodoc-skip-member", _skip_sklearn_plumbing)
+    app.connect("autodoc-skip-member", _skip_members)

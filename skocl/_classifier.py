@@ -93,7 +93,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         The full label set, fixed: labels outside it are an error. If None, ``fit``
         takes the labels of ``y`` and the label set grows when ``partial_fit`` meets
         new labels (unless its ``classes`` argument fixes it).
-    hidden_layer_sizes : tuple of int, default=(100,)
+    hidden_layer_sizes : tuple of int, default=(256,)
         Widths of the default trunk's hidden layers.
     activation : {"relu", "tanh", "logistic", "gelu", "identity"}, default="relu"
         Activation of the default trunk.
@@ -228,13 +228,15 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     finite is undone, so the weights never become NaN.
 
     Continual learning. With a replay memory :math:`M`, every trunk mini-batch
-    :math:`B` is joined by :math:`|B|` rows drawn from :math:`M`, and the head fine-tune
-    runs on the chunk and :math:`|C|` replayed rows weighing as much as the chunk; the
+    :math:`B` is joined by :math:`\min(|B|, |M|)` rows drawn from :math:`M`, and the head
+    fine-tune runs on the chunk and :math:`\min(|C|, |M|)` replayed rows weighing as
+    much as the chunk; the
     chunk is then offered to the memory. With ``regularization``, the trunk gradient
     gains :math:`\lambda F \odot (\theta - \theta^*)` (:math:`F = 1` for L2-SP, Li
     et al. 2018; the diagonal empirical Fisher for EWC, Kirkpatrick et al. 2017), where
-    :math:`\theta^*` are the weights at the end of ``fit`` (of the first
-    ``partial_fit`` when there was no ``fit``). Fusion, the last step, sets the served
+    :math:`\theta^*` are the weights at the end of ``fit``, those of a user's module as
+    given when there was no ``fit``, and otherwise those after the first
+    ``partial_fit``. Fusion, the last step, sets the served
     weights to :math:`\bar w \leftarrow m \bar w + (1 - m) w` (EMA) or
     :math:`(1-\alpha) w^* + \alpha w` (WiSE-FT, Wortsman et al. 2022). On a detected
     drift, the replay rows of the chunk's classes are dropped when the chunk's inputs
@@ -677,7 +679,13 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         layer = net.output_layer(self._head, len(self.classes_))
         optimizers = [o for o in (self._head_opt, self._trunk_opt) if o is not None]
         with self._rng.generator() as gen:
-            net.grow_linear(layer, positions, len(grown), optimizers, gen)
+            pairs = net.grow_linear(layer, positions, len(grown), optimizers, gen)
+        n_trunk = len(self._trunk_params)
+        pretrained = (
+            None
+            if self._pretrained is None
+            else dict(zip(map(id, self._head_params), self._pretrained[n_trunk:]))
+        )
         self._head_params = [p for p in self._head.parameters() if p.requires_grad]
         if self._memory is not None:
             self._memory.remap(positions)
@@ -685,11 +693,15 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             layer = net.output_layer(self._serve[1], len(self.classes_))
             with self._rng.generator() as gen:
                 net.grow_linear(layer, positions, len(grown), [], gen)
-        if self._pretrained is not None:
-            # The new classes' rows have no pretrained value: they anchor at themselves.
-            self._pretrained[len(self._trunk_params) :] = [
-                p.detach().clone() for p in self._head_params
-            ]
+        if pretrained is not None:
+            # Known classes keep their pretrained rows; new classes, which have none,
+            # start from their initial rows.
+            idx = torch.as_tensor(positions, device=self.device_)
+            for old, new in pairs:
+                start = new.detach().clone()
+                start[idx] = pretrained.pop(id(old))
+                pretrained[id(new)] = start
+            self._pretrained[n_trunk:] = [pretrained[id(p)] for p in self._head_params]
         self.classes_ = grown
 
     def _check_X(self, X):
@@ -1120,10 +1132,11 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ skorch
     def to_skorch(self, **kwargs):
-        """A skorch ``NeuralNetClassifier`` carrying a copy of the current weights.
+        """A skorch ``NeuralNetClassifier`` carrying a copy of the weights that predict.
 
-        The skorch net computes ``head(trunk(X))`` with cross-entropy loss, so its
-        ``predict_proba`` equals this estimator's. Like every skorch net it expects
+        The skorch net computes ``head(trunk(X))`` with cross-entropy loss and the
+        weights this estimator predicts with (the fused ones when ``fusion`` is set), so
+        its ``predict_proba`` equals this estimator's. Like every skorch net it expects
         ``X`` in the network's dtype (float32 by default) and its ``predict`` returns
         indices into ``classes_``.
 
@@ -1152,7 +1165,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         from skorch import NeuralNetClassifier
 
         check_is_fitted(self)
-        module = net.TrunkHeadNet(copy.deepcopy(self._trunk), copy.deepcopy(self._head))
+        module = net.TrunkHeadNet(*copy.deepcopy(self._serve))
         params = dict(
             criterion=nn.CrossEntropyLoss,
             optimizer=net.OPTIMIZERS[self.optimizer],

@@ -55,6 +55,8 @@ class PrequentialResult:
         its value on the chunk (NaN for a chunk scored before anything was learned) and
         its running value ``running_<metric>``: the mean of the chunk values weighted by
         their rows, which for accuracy equals the accuracy over all scored rows.
+    estimator : estimator or None
+        The model after the run (the restored one when resuming).
     """
 
     metrics: list[str]

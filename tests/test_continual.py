@@ -232,3 +232,18 @@ def test_fusion_and_memory_survive_save_and_load(tmp_path):
         model.partial_fit(X[200:], y[200:])
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
     assert torch.equal(back._memory.X, clf._memory.X)
+
+
+def test_growth_keeps_pretrained_rows_and_to_skorch_serves_fused_weights():
+    X, y = make_blobs(300, centers=3, n_features=4, random_state=0)
+    clf = OnlineFineTuneClassifier(fusion="wise", max_iter=5, random_state=0, **NAIVE)
+    clf.fit(X[y < 2], y[y < 2])
+    head_start = [t.clone() for t in clf._pretrained[len(clf._trunk_params) :]]
+    clf.partial_fit(X, y)  # class 2 arrives
+    W0, b0 = clf._pretrained[len(clf._trunk_params) :]
+    assert W0.shape[0] == 3
+    assert torch.equal(W0[:2], head_start[0]) and torch.equal(b0[:2], head_start[1])
+    net = clf.to_skorch()
+    np.testing.assert_allclose(
+        net.predict_proba(X.astype(np.float32)), clf.predict_proba(X), rtol=1e-5, atol=1e-6
+    )
