@@ -33,7 +33,7 @@ from torch import nn
 from . import _network as net
 from ._continual import Anchor, ReplayMemory, empirical_fisher, fuse
 from ._labels import labels_from_json, labels_to_json
-from .exceptions import NonFiniteStepWarning
+from .exceptions import DriftDetectionUnavailableWarning, NonFiniteStepWarning
 
 _FLOATS = (np.float64, np.float32)
 _RESET_BY_VALIDATE = ("n_features_in_", "feature_names_in_")
@@ -239,9 +239,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     ``partial_fit``. Fusion, the last step, sets the served
     weights to :math:`\bar w \leftarrow m \bar w + (1 - m) w` (EMA) or
     :math:`(1-\alpha) w^* + \alpha w` (WiSE-FT, Wortsman et al. 2022). On a detected
-    drift, the replay rows of the chunk's classes are dropped when the chunk's inputs
-    look like the memory's (the concept changed; new classes or domains keep them),
-    and the EMA restarts. See the user guide on continual learning.
+    drift on which the chunk's error rises above its recent level (an exponential
+    average of past chunks' errors), the replay rows of the chunk's classes are dropped
+    when the chunk's inputs look like the memory's (the concept changed; new classes or
+    domains keep them), and the EMA restarts. See the user guide on continual learning.
 
     Examples
     --------
@@ -563,7 +564,13 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             if self.drift_detector_.drift_detected:
                 self.drifts_.append(self.n_samples_seen_ + i + 1)
                 drifted = True
-        if drifted:
+        # Detectors such as ADWIN also fire when the error falls (the model got
+        # better): only a rise of the error, against its recent level, calls for a
+        # reaction.
+        rate = float(errors.mean())
+        level = self._error_level
+        self._error_level = rate if level is None else 0.8 * level + 0.2 * rate
+        if drifted and (level is None or rate > level):
             if self._memory is not None and len(self._memory):
                 self._forget_contradicted(X, y_idx)
             if self.fusion == "ema":
@@ -860,6 +867,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.drift_detector_ = _make_detector(self.drift_detector)
         self.drifts_ = []
         self._drift_errors = []
+        self._error_level = None
         self.n_skipped_steps_ = 0
         self.validation_scores_ = None
         self.best_validation_score_ = None
@@ -992,6 +1000,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         tensors["drift_errors"] = torch.from_numpy(np.packbits(errors))
         attrs["n_drift_errors"] = len(errors)
         attrs["drifts_"] = list(self.drifts_)
+        attrs["error_level"] = self._error_level
         return attrs, tensors
 
     def _import_state(self, attrs: dict, tensors: dict) -> OnlineFineTuneClassifier:
@@ -1030,6 +1039,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
                 self.drift_detector_.update(wrong)
         self._drift_errors = [errors.astype(bool)] if len(errors) else []
         self.drifts_ = list(attrs["drifts_"])
+        self._error_level = attrs["error_level"]
         for k in _PLAIN_ATTRS:
             setattr(self, k, attrs[k])
         return self
@@ -1189,6 +1199,13 @@ def _make_detector(spec):
         try:
             from river.drift import ADWIN
         except ImportError:
+            warnings.warn(
+                "drift_detector='auto' uses river's ADWIN, but river is not installed: "
+                "no drift detection, so the replay memory will not follow drift. "
+                "pip install 'skocl[drift]', or set drift_detector=None to silence this.",
+                DriftDetectionUnavailableWarning,
+                stacklevel=4,
+            )
             return None
         return ADWIN()
     return spec.clone() if hasattr(spec, "clone") else copy.deepcopy(spec)

@@ -7,3 +7,7 @@ class SkoclWarning(UserWarning):
 
 class NonFiniteStepWarning(SkoclWarning, RuntimeWarning):
     """A gradient step had a non-finite loss or gradient and was skipped."""
+
+
+class DriftDetectionUnavailableWarning(SkoclWarning):
+    """``drift_detector="auto"`` found no river installed: drift is not detected."""
