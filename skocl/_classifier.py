@@ -157,7 +157,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         Floating point type of the network.
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
         Where the network lives and computes; ``"auto"`` picks CUDA when available.
-        Mini-batches are copied there, nothing else.
+        The network, its optimizers and the replay memory live there; the input of
+        each call is copied there once.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and dropout. An int gives bit-identical
         results for ``fit`` and for any sequence of ``partial_fit`` calls. The global
@@ -834,6 +835,11 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} but CUDA is not available here.")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={self.device!r} but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
         return device
 
     def _draw_seed(self) -> int:
@@ -983,8 +989,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         attrs["fixed_classes"] = self._fixed_classes
         if "feature_names_in_" in vars(self):
             attrs["feature_names_in_"] = self.feature_names_in_.tolist()
-        cpu = {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
-        tensors = {"module": cpu, "rng": self._rng.state}
+        tensors = {"module": self.module_.state_dict(), "rng": self._rng.state}
         if self._trunk_opt is not None:
             tensors["trunk_opt"] = self._trunk_opt.state_dict()
             tensors["head_opt"] = self._head_opt.state_dict()
@@ -1001,7 +1006,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         attrs["n_drift_errors"] = len(errors)
         attrs["drifts_"] = list(self.drifts_)
         attrs["error_level"] = self._error_level
-        return attrs, tensors
+        return attrs, net.to_cpu(tensors)
 
     def _import_state(self, attrs: dict, tensors: dict) -> OnlineFineTuneClassifier:
         """Rebuild the fitted state written by ``_export_state`` on this estimator,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -222,16 +223,31 @@ class Rng:
             if not needed:
                 yield gen
                 return
-            devices = [device] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices, device_type=device.type):
-                torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+            with _seeded_globals(int(torch.randint(2**62, (1,), generator=gen)), device):
                 yield gen
 
 
+# torch's global generators are process-wide: threads that seed them (dask or joblib
+# workers with several threads) take turns.
+_GLOBAL_RNG_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _seeded_globals(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the global generator of ``device`` (only that one), restore it after."""
+    cuda = device.type == "cuda"
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
 def seeded_build(seed: int, build, *args, **kwargs):
-    """Call ``build`` (which initialises weights) under a fixed seed, globals untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    """Call ``build`` (which initialises weights on the CPU) under a fixed seed, the
+    global generators untouched."""
+    with _seeded_globals(seed, torch.device("cpu")):
         return build(*args, **kwargs)
 
 
@@ -545,6 +561,17 @@ def forward(trunk: nn.Module, head: nn.Module, X: torch.Tensor, post=None) -> to
                 ]
             )
         return z if post is None else post(z)
+
+
+def to_cpu(tree):
+    """Every tensor in a nest of dicts, lists and tuples, on the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, dict):
+        return {k: to_cpu(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_cpu(v) for v in tree)
+    return tree
 
 
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:

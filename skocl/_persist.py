@@ -289,7 +289,10 @@ def _load_classifier(data: dict, state: dict, module, trusted: list[str], device
         )
     if device is None:
         wanted = torch.device(params["device"] if params["device"] != "auto" else "cpu")
-        device = params["device"] if wanted.type != "cuda" or torch.cuda.is_available() else "cpu"
+        here = wanted.type != "cuda" or (
+            torch.cuda.is_available() and (wanted.index or 0) < torch.cuda.device_count()
+        )
+        device = params["device"] if here else "cpu"
     params["device"] = device
     clf = OnlineFineTuneClassifier(**params)
     return clf._import_state(data["attrs"], state)
