@@ -443,12 +443,13 @@ def fine_tune_head(
         type(head) is nn.Linear and len(params) == 2 and params[0] is W and params[1] is b
     )
     if closed_form:
-        # Classes along rows, samples along columns: softmax over a short first axis
-        # vectorises over the samples (torch's CPU softmax over a short last axis does not).
+        # Logits computed n x C (the fast layout for addmm), then softmax over the classes
+        # on the transposed view: over a short first axis it vectorises over the samples,
+        # which torch's CPU softmax over a short last axis does not.
         onehot_t = F.one_hot(y, W.shape[0]).to(feats.dtype).t()
         for _ in range(steps):
             with torch.no_grad():
-                G_t = torch.softmax(torch.addmm(b[:, None], W, feats.t()), dim=0)
+                G_t = torch.softmax(torch.addmm(b, feats, W.t()).t(), dim=0)
                 G_t = G_t.sub_(onehot_t).mul_(scale)
                 grads = (G_t @ feats, G_t.sum(1))
             skipped += not apply_step(optimizer, params, grads)
