@@ -157,8 +157,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         Floating point type of the network.
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
         Where the network lives and computes; ``"auto"`` picks CUDA when available.
-        The network, its optimizers and the replay memory live there; the input of
-        each call is copied there once.
+        The network, its optimizers and the replay memory live there; input rows are
+        copied there a mini-batch (or a prediction slice) at a time.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and dropout. An int gives bit-identical
         results for ``fit`` and for any sequence of ``partial_fit`` calls. The global
@@ -857,6 +857,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self._fixed_classes = fixed
         self.module_ = module.eval()
         self.device_ = self._resolve_device()
+        self._gpu = None if self.device_.type == "cpu" else self.device_
         self._dtype = self.dtype
         self._torch_dtype = net.DTYPES[self.dtype]
         self._np_dtype = np.dtype(self.dtype)
@@ -1061,26 +1062,25 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             # The hot path of predict: X needs no more than a cast and a finite check.
             Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
             if math.isfinite(Xc.sum()) and Xc.flags.writeable:
-                Xt = torch.from_numpy(Xc)
-                if self.device_.type != "cpu":
-                    Xt = Xt.to(self.device_)
-                return net.forward(trunk, head, Xt, post).cpu().numpy()
+                out = net.forward(trunk, head, torch.from_numpy(Xc), post, self._gpu)
+                return out.cpu().numpy()
         return self._forward_checked(self._check_X(X), post)
 
     def _forward_checked(self, X, post=None) -> np.ndarray:
         """``_forward`` for X already checked and cast (a sparse one a batch at a time)."""
         trunk, head = self._serve
         if not sp.issparse(X):
-            return net.forward(trunk, head, self._tensor(X), post).cpu().numpy()
+            return net.forward(trunk, head, self._tensor(X), post, self._gpu).cpu().numpy()
         rows = self._batch_size(X.shape[0])
         parts = [
-            net.forward(trunk, head, self._tensor(X[s : s + rows].toarray()), post)
+            net.forward(trunk, head, self._tensor(X[s : s + rows].toarray()), post, self._gpu)
             for s in range(0, X.shape[0], rows)
         ]
         return torch.cat(parts).cpu().numpy()
 
     def _tensor(self, X):
-        return net.to_tensor(X, self._torch_dtype, self.device_)
+        """X as a host tensor; ``net.forward`` copies it to the device a slice at a time."""
+        return net.to_tensor(X, self._torch_dtype)
 
     def predict(self, X):
         """Predict class labels.

@@ -256,8 +256,10 @@ def seeded_build(seed: int, build, *args, **kwargs):
 class Chunk:
     """A labelled chunk of rows, ready for the network.
 
-    ``X`` is a tensor on the device, or a scipy CSR matrix that is densified one
-    mini-batch at a time. ``w`` holds sample weights or is None (all ones).
+    ``X`` stays in host memory (a tensor, or a scipy CSR matrix densified one
+    mini-batch at a time); :meth:`rows` copies the rows asked for to ``device``, so only
+    mini-batches cross to a GPU. Labels ``y`` and weights ``w`` (None: all ones) are
+    small and live on ``device``.
     """
 
     X: torch.Tensor | sp.csr_matrix
@@ -270,14 +272,17 @@ class Chunk:
         return self.y.shape[0]
 
     def rows(self, idx: torch.Tensor | slice | None) -> torch.Tensor:
+        """Rows of X (all when ``idx`` is None; ``idx`` a CPU tensor or a slice)."""
         X = self.X
         if idx is None:
             idx = slice(None)
         if isinstance(X, torch.Tensor):
-            return X[idx]
-        if isinstance(idx, torch.Tensor):
-            idx = idx.cpu().numpy()
-        return to_tensor(X[idx].toarray(), self.dtype, self.device)
+            rows = X[idx]
+        else:
+            rows = to_tensor(
+                X[idx.numpy() if isinstance(idx, torch.Tensor) else idx].toarray(), self.dtype
+            )
+        return rows if self.device.type == "cpu" else rows.to(self.device, non_blocking=True)
 
     def batches(self, batch_size: int, gen: torch.Generator | None) -> Iterator[tuple]:
         """Mini-batches ``(X, y, w)`` in a random order (when ``gen`` is given)."""
@@ -286,23 +291,26 @@ class Chunk:
             yield self.rows(None), self.y, self.w
             return
         order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
-        order = order.to(self.device)
+        on_device = order.to(self.device)
         for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            yield self.rows(idx), self.y[idx], None if self.w is None else self.w[idx]
+            idx, idx_d = order[start : start + batch_size], on_device[start : start + batch_size]
+            yield self.rows(idx), self.y[idx_d], None if self.w is None else self.w[idx_d]
 
 
-def to_tensor(X: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A dense numpy array as a tensor; zero-copy when dtype and layout allow."""
+def to_tensor(
+    X: np.ndarray, dtype: torch.dtype, device: torch.device | None = None
+) -> torch.Tensor:
+    """A dense numpy array as a tensor (on the CPU unless ``device`` is given);
+    zero-copy when dtype and layout allow."""
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     if X.dtype != np_dtype or not X.flags.c_contiguous or not X.flags.writeable:
         X = np.array(X, dtype=np_dtype, order="C")
     t = torch.from_numpy(X)
-    return t if device.type == "cpu" else t.to(device, non_blocking=True)
+    return t if device is None or device.type == "cpu" else t.to(device)
 
 
 def make_chunk(X, y_idx: np.ndarray, w: np.ndarray | None, dtype, device) -> Chunk:
-    Xt = X.tocsr() if sp.issparse(X) else to_tensor(X, dtype, device)
+    Xt = X.tocsr() if sp.issparse(X) else to_tensor(X, dtype)
     yt = torch.from_numpy(np.asarray(y_idx, dtype=np.int64))
     wt = None if w is None else torch.from_numpy(np.asarray(w, dtype=np.float64)).to(dtype)
     if device.type != "cpu":
@@ -549,17 +557,23 @@ def online_update(
     return loss, skipped
 
 
-def forward(trunk: nn.Module, head: nn.Module, X: torch.Tensor, post=None) -> torch.Tensor:
-    """``post(head(trunk(X)))`` in inference mode, chunked so that memory stays bounded."""
+def forward(
+    trunk: nn.Module, head: nn.Module, X: torch.Tensor, post=None, device=None
+) -> torch.Tensor:
+    """``post(head(trunk(X)))`` in inference mode, in slices that bound memory; each
+    slice is copied to ``device`` (when given) just before its forward pass."""
+
+    def run(rows):
+        if device is not None and rows.device != device:
+            rows = rows.to(device, non_blocking=True)
+        return head(trunk(rows))
+
     with torch.inference_mode():
         if X.shape[0] <= FORWARD_CHUNK:
-            z = head(trunk(X))
+            z = run(X)
         else:
             z = torch.cat(
-                [
-                    head(trunk(X[s : s + FORWARD_CHUNK]))
-                    for s in range(0, X.shape[0], FORWARD_CHUNK)
-                ]
+                [run(X[s : s + FORWARD_CHUNK]) for s in range(0, X.shape[0], FORWARD_CHUNK)]
             )
         return z if post is None else post(z)
 
