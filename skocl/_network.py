@@ -8,7 +8,6 @@ in :func:`online_update`; pretraining in :func:`train_epoch`.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import threading
 from collections.abc import Iterator, Sequence
@@ -107,12 +106,6 @@ def split_module(
         "head submodules (defaults 'trunk' and 'head'), or pass an nn.Sequential whose "
         "last layer is the head."
     )
-
-
-def out_features(head: nn.Module) -> int | None:
-    """Number of logits the head produces, when it can be read off its last Linear."""
-    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
-    return linears[-1].out_features if linears else None
 
 
 def strip_softmax(module: nn.Module) -> nn.Module:
@@ -592,7 +585,3 @@ def to_cpu(tree):
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of the module's parameters and buffers."""
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def deepcopy_module(module: nn.Module) -> nn.Module:
-    return copy.deepcopy(module)
