@@ -218,3 +218,14 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
     np.testing.assert_array_equal(
         cut_model.predict_proba(X[:500]), full_model.predict_proba(X[:500])
     )
+
+
+def test_demo_prints_the_table_and_saves_the_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curve.png"
+    code, out, err = run(["demo", "--rows", "4000", "--png", png], capsys)
+    assert code == 0, err
+    assert "prequential accuracy as it learns" in out
+    for name in ("skocl", "MLPClassifier", "SGDClassifier"):
+        assert name in out.split("model")[-1]
+    assert png.stat().st_size > 10_000
