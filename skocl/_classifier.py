@@ -130,7 +130,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         Full-chunk gradient steps of the head fine-tune. ``0`` skips it.
     memory_size : int, default=2000
         Rows kept in the replay memory, replayed in every ``partial_fit`` against
-        forgetting. ``0`` turns replay off.
+        forgetting; ``fit`` fills it with a sample of its training rows. ``0`` turns
+        replay off.
     memory_strategy : {"class_balanced", "reservoir"}, default="class_balanced"
         Which rows the memory keeps: an equal share per class seen, each a uniform
         sample of that class, or a uniform sample of every row seen.
@@ -232,7 +233,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     :math:`B` is joined by :math:`\min(|B|, |M|)` rows drawn from :math:`M`, and the head
     fine-tune runs on the chunk and :math:`\min(|C|, |M|)` replayed rows weighing as
     much as the chunk; the
-    chunk is then offered to the memory. With ``regularization``, the trunk gradient
+    chunk is then offered to the memory (as the pretraining rows are at the end of
+    ``fit``). With ``regularization``, the trunk gradient
     gains :math:`\lambda F \odot (\theta - \theta^*)` (:math:`F = 1` for L2-SP, Li
     et al. 2018; the diagonal empirical Fisher for EWC, Kirkpatrick et al. 2017), where
     :math:`\theta^*` are the weights at the end of ``fit``, those of a user's module as
@@ -399,7 +401,12 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         )
         self._start(classes, fixed, module, trunk, head, seed)
         self._pretrain(X, y_idx, sw)
-        self._set_pretrained(net.make_chunk(X, y_idx, None, self._torch_dtype, self.device_))
+        chunk = net.make_chunk(X, y_idx, None, self._torch_dtype, self.device_)
+        self._set_pretrained(chunk)
+        if self._replay_memory() is not None:
+            # What pretraining learned is what replay should keep from forgetting.
+            with self._rng.generator() as gen:
+                net.offer_to_memory(self._memory, chunk, self._batch_size(len(chunk)), gen)
         self._fuse()
         self.n_samples_seen_ = X.shape[0]
         return self

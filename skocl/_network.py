@@ -544,10 +544,16 @@ def online_update(
         txn.rollback()
         loss, skipped = float("nan"), skipped + taken
     if memory is not None:
-        step = len(chunk) if isinstance(chunk.X, torch.Tensor) else batch_size
-        for s in range(0, len(chunk), step):  # a sparse chunk is densified a batch at a time
-            memory.add(chunk.rows(slice(s, s + step)), chunk.y[s : s + step], gen)
+        offer_to_memory(memory, chunk, batch_size, gen)
     return loss, skipped
+
+
+def offer_to_memory(memory, chunk: Chunk, batch_size: int, gen: torch.Generator) -> None:
+    """Offer every row of ``chunk`` to the replay memory (a sparse chunk is densified a
+    mini-batch at a time)."""
+    step = len(chunk) if isinstance(chunk.X, torch.Tensor) else batch_size
+    for s in range(0, len(chunk), step):
+        memory.add(chunk.rows(slice(s, s + step)), chunk.y[s : s + step], gen)
 
 
 def forward(

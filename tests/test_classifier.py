@@ -109,7 +109,10 @@ def manual_online_update(module, X, y, trunk_lr, head_lr, head_steps):
 
 def test_partial_fit_is_trunk_step_then_head_fine_tune(small):
     X, y = small
-    clf = fitted(X, y, trunk_lr=1e-2, head_lr=5e-2, head_steps=4)
+    # The core update: no replay memory (fit would seed it), no drift detection.
+    clf = fitted(
+        X, y, trunk_lr=1e-2, head_lr=5e-2, head_steps=4, memory_size=0, drift_detector=None
+    )
     expected = manual_online_update(copy.deepcopy(clf.module_), X[:40], y[:40], 1e-2, 5e-2, 4)
     clf.partial_fit(X[:40], y[:40])
     for k, v in expected.state_dict().items():

@@ -247,3 +247,11 @@ def test_growth_keeps_pretrained_rows_and_to_skorch_serves_fused_weights():
     np.testing.assert_allclose(
         net.predict_proba(X.astype(np.float32)), clf.predict_proba(X), rtol=1e-5, atol=1e-6
     )
+
+
+def test_fit_seeds_the_replay_memory_with_its_rows():
+    X, y = make_blobs(300, centers=3, n_features=4, random_state=0)
+    clf = OnlineFineTuneClassifier(memory_size=60, max_iter=3, random_state=0).fit(X, y)
+    assert torch.bincount(clf._memory.y).tolist() == [20, 20, 20]
+    rows = torch.as_tensor(X, dtype=torch.float32)
+    assert all((rows == r).all(1).any() for r in clf._memory.X)
