@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from _util import assert_same_state, state
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_classification
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
@@ -37,16 +38,6 @@ def small():
         n_samples=120, n_features=8, n_informative=5, n_classes=3, random_state=0
     )
     return X, y
-
-
-def state(clf):
-    return {k: v.detach().clone() for k, v in clf.module_.state_dict().items()}
-
-
-def assert_same_state(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def fitted(X, y, **kw):

@@ -7,7 +7,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 import sklearn
-import torch
+from _util import assert_same_state, state
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA, IncrementalPCA
@@ -49,16 +49,6 @@ def make_clf(**kw):
 def chunks(X, y, size=CHUNK):
     for start in range(0, len(X), size):
         yield X[start : start + size], y[start : start + size]
-
-
-def state(clf):
-    return {k: v.detach().clone() for k, v in clf.module_.state_dict().items()}
-
-
-def assert_same_state(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def fitted_attrs(est):
