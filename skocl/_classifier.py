@@ -159,7 +159,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
         Where the network lives and computes; ``"auto"`` picks CUDA when available.
         The network, its optimizers and the replay memory live there; input rows are
-        copied there a mini-batch (or a prediction slice) at a time.
+        copied there a mini-batch, a chunk or a prediction slice at a time (the user
+        guide's "GPUs" section lists what crosses).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and dropout. An int gives bit-identical
         results for ``fit`` and for any sequence of ``partial_fit`` calls. The global

@@ -47,9 +47,9 @@ class ReplayMemory:
         if self.strategy == "reservoir":
             every_slot = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
             self._reservoir(X, y, every_slot, self.capacity, gen)
-            self.seen += torch.bincount(y.cpu(), minlength=len(self.seen))
+            self.seen += torch.bincount(y, minlength=len(self.seen)).cpu()
             return
-        present = torch.unique(y.cpu())
+        present = torch.unique(y).cpu()
         active = int(((self.seen > 0) | torch.isin(torch.arange(len(self.seen)), present)).sum())
         quota = max(self.capacity // max(active, 1), 1)
         self._shrink_to(quota, gen)
@@ -90,15 +90,15 @@ class ReplayMemory:
     def _shrink_to(self, quota: int, gen: torch.Generator) -> None:
         """Drop rows of classes over ``quota``; a random subset of a uniform sample is
         still a uniform sample."""
-        keep = torch.ones(len(self), dtype=torch.bool)
-        counts = torch.bincount(self.y.cpu(), minlength=len(self.seen))
-        for c in torch.nonzero(counts > quota).flatten().tolist():
-            idx = torch.nonzero(self.y.cpu() == c).flatten()
-            drop = idx[torch.randperm(len(idx), generator=gen)[quota:]]
-            keep[drop] = False
-        if not keep.all():
-            keep = keep.to(self.y.device)
-            self.X, self.y = self.X[keep], self.y[keep]
+        counts = torch.bincount(self.y, minlength=len(self.seen)).cpu()
+        over = torch.nonzero(counts > quota).flatten().tolist()
+        if not over:
+            return
+        keep = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
+        for c in over:
+            idx = torch.nonzero(self.y == c).flatten()
+            keep[idx[torch.randperm(len(idx), generator=gen)[quota:]]] = False
+        self.X, self.y = self.X[keep], self.y[keep]
 
     def remap(self, positions) -> None:
         """Follow a grown label set: class ``i`` becomes ``positions[i]``."""
@@ -111,8 +111,8 @@ class ReplayMemory:
     def drop_classes(self, classes) -> None:
         """Forget the rows of these class indices (their counts start again)."""
         cls = torch.as_tensor(classes, dtype=torch.long)
-        keep = ~torch.isin(self.y.cpu(), cls)
-        self.X, self.y = self.X[keep.to(self.X.device)], self.y[keep.to(self.y.device)]
+        keep = ~torch.isin(self.y, cls.to(self.y.device))
+        self.X, self.y = self.X[keep], self.y[keep]
         self.seen[cls[cls < len(self.seen)]] = 0
 
     def clear(self) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -251,8 +251,10 @@ class Chunk:
 
     ``X`` stays in host memory (a tensor, or a scipy CSR matrix densified one
     mini-batch at a time); :meth:`rows` copies the rows asked for to ``device``, so only
-    mini-batches cross to a GPU. Labels ``y`` and weights ``w`` (None: all ones) are
-    small and live on ``device``.
+    the rows in use cross to a GPU. The first request for the whole chunk (a chunk no
+    larger than a mini-batch, the head's features, the replay memory's offer) keeps its
+    device copy for the later ones, so a chunk crosses once per use, not once per step.
+    Labels ``y`` and weights ``w`` (None: all ones) are small and live on ``device``.
     """
 
     X: torch.Tensor | sp.csr_matrix
@@ -260,14 +262,22 @@ class Chunk:
     w: torch.Tensor | None
     dtype: torch.dtype
     device: torch.device
+    _whole: torch.Tensor | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.y.shape[0]
 
     def rows(self, idx: torch.Tensor | slice | None) -> torch.Tensor:
-        """Rows of X (all when ``idx`` is None; ``idx`` a CPU tensor or a slice)."""
+        """Rows of X on ``device`` (all when ``idx`` is None; ``idx`` a CPU tensor or a
+        slice)."""
+        n = len(self)
+        whole = idx is None or (isinstance(idx, slice) and idx.indices(n) == (0, n, 1))
+        if self._whole is not None:
+            if whole:
+                return self._whole
+            return self._whole[idx if isinstance(idx, slice) else idx.to(self.device)]
         X = self.X
-        if idx is None:
+        if whole:
             idx = slice(None)
         if isinstance(X, torch.Tensor):
             rows = X[idx]
@@ -275,7 +285,12 @@ class Chunk:
             rows = to_tensor(
                 X[idx.numpy() if isinstance(idx, torch.Tensor) else idx].toarray(), self.dtype
             )
-        return rows if self.device.type == "cpu" else rows.to(self.device, non_blocking=True)
+        if self.device.type == "cpu":
+            return rows
+        rows = rows.to(self.device, non_blocking=True)
+        if whole:
+            self._whole = rows
+        return rows
 
     def batches(self, batch_size: int, gen: torch.Generator | None) -> Iterator[tuple]:
         """Mini-batches ``(X, y, w)`` in a random order (when ``gen`` is given)."""
@@ -549,9 +564,9 @@ def online_update(
 
 
 def offer_to_memory(memory, chunk: Chunk, batch_size: int, gen: torch.Generator) -> None:
-    """Offer every row of ``chunk`` to the replay memory (a sparse chunk is densified a
-    mini-batch at a time)."""
-    step = len(chunk) if isinstance(chunk.X, torch.Tensor) else batch_size
+    """Offer every row of ``chunk`` to the replay memory, in slices of ``FORWARD_CHUNK``
+    rows (a sparse chunk is densified a mini-batch at a time)."""
+    step = FORWARD_CHUNK if isinstance(chunk.X, torch.Tensor) else batch_size
     for s in range(0, len(chunk), step):
         memory.add(chunk.rows(slice(s, s + step)), chunk.y[s : s + step], gen)
 

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.nn import functional as F
 
-from skocl import OnlineFineTuneClassifier, TrunkHeadNet
+from skocl import OnlineFineTuneClassifier
 from skocl import _network as net
 from skocl.exceptions import NonFiniteStepWarning
 
@@ -499,14 +499,3 @@ def test_device_auto_and_unavailable_cuda(small):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             fitted(X, y, device="cuda")
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_matches_cpu(small):
-    X, y = small
-    gpu = fitted(X, y, device="cuda", max_iter=5)
-    assert next(gpu.module_.parameters()).is_cuda
-    gpu.partial_fit(X[:20], y[:20])
-    cpu_copy = pickle.loads(pickle.dumps(gpu))
-    assert cpu_copy.predict(X).shape == (len(X),)
-    assert isinstance(TrunkHeadNet(nn.Identity(), nn.Identity()), nn.Module)

@@ -1,0 +1,215 @@
+"""Device placement: what lives on the accelerator and what crosses to it.
+
+Each test runs on two devices: ``"simulated"``, CUDA's placement rules enforced on the
+CPU (``tests/_simulated_device.py``; it runs everywhere), and ``"cuda"``, a real GPU
+(skipped without one). The simulation checks where tensors live and counts the bytes
+that cross; only the real GPU checks CUDA's kernels and random generators.
+"""
+
+import contextlib
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from _simulated_device import DEVICE, simulated_device
+from _simulated_device import on_device as on_simulated_device
+from sklearn.datasets import make_classification
+
+import skocl
+from skocl import OnlineFineTuneClassifier
+from skocl.datasets import make_drift_stream
+
+# Continual learning on: replay memory, EWC anchor and Fisher, EMA fusion.
+PARAMS = dict(
+    hidden_layer_sizes=(64,),
+    max_iter=3,
+    memory_size=300,
+    regularization="ewc",
+    fusion="ema",
+    drift_detector=None,
+    random_state=0,
+)
+
+
+@pytest.fixture(params=["simulated", "cuda"])
+def device(request):
+    """``(name, context, is_on_device)`` for the device under test."""
+    if request.param == "cuda":
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA GPU")
+        yield "cuda", contextlib.nullcontext, lambda t: t.is_cuda
+    else:
+        yield str(DEVICE), simulated_device, on_simulated_device
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(
+        n_samples=900, n_features=12, n_informative=8, n_classes=4, random_state=0
+    )
+    return X.astype(np.float32), y
+
+
+def stream(clf, X, y):
+    """fit on classes 0-2, then partial_fit three chunks; the last one brings class 3."""
+    seen = y[:500] < 3
+    clf.fit(X[:500][seen], y[:500][seen])
+    for start in (500, 600, 700):
+        clf.partial_fit(X[start : start + 100], y[start : start + 100])
+    return clf
+
+
+def test_simulation_enforces_cuda_placement_rules():
+    """The simulated device fails where CUDA fails, and counts what crosses."""
+    host = torch.arange(6.0).reshape(2, 3)
+    with simulated_device() as ledger:
+        dev = host.to(DEVICE)
+        assert on_simulated_device(dev) and ledger.h2d_bytes == host.nbytes
+        dev.mul_(2)
+        assert torch.equal(host, torch.arange(6.0).reshape(2, 3))  # a copy, not a view
+        with pytest.raises(RuntimeError, match="same device"):
+            dev + host
+        with pytest.raises(RuntimeError, match="indices on the device"):
+            host[torch.tensor([1], device=DEVICE)]
+        with pytest.raises(RuntimeError, match="not supported"):
+            dev.numpy()
+        assert torch.equal(dev[torch.tensor([1])].cpu(), 2 * host[1:])  # host indices: fine
+        assert torch.equal((dev + torch.tensor(1.0)).cpu(), 2 * host + 1)  # a host scalar
+        assert ledger.d2h_bytes == host[1:].nbytes + host.nbytes
+        with pytest.raises(RuntimeError, match="same device"):
+            torch.nn.Linear(3, 2)(dev)  # weights left on the host
+
+
+def test_training_on_device_keeps_every_state_there_and_matches_cpu(device, data):
+    name, context, is_on_device = device
+    X, y = data
+    with context():
+        clf = stream(OnlineFineTuneClassifier(device=name, **PARAMS), X, y)
+        proba = clf.predict_proba(X)
+        states = {
+            "module": list(clf.module_.parameters()),
+            "optimizers": [
+                v
+                for opt in (clf._trunk_opt, clf._head_opt)
+                for state in opt.state.values()
+                for v in state.values()
+                if isinstance(v, torch.Tensor) and v.dim() > 0
+            ],
+            "replay memory": [clf._memory.X, clf._memory.y],
+            "EWC anchor": clf._anchor.weights + clf._anchor.fisher,
+            "EMA weights": [p for part in clf._serve for p in part.parameters()],
+        }
+        remembered = torch.unique(clf._memory.y).tolist()
+    for what, tensors in states.items():
+        assert tensors and all(is_on_device(t) for t in tensors), what
+    assert len(clf.classes_) == 4 and remembered == [0, 1, 2, 3]
+
+    cpu = stream(OnlineFineTuneClassifier(device="cpu", **PARAMS), X, y).predict_proba(X)
+    assert isinstance(proba, np.ndarray) and proba.shape == (len(X), 4)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    # The simulation runs the CPU's kernels; a GPU's float32 sums round differently.
+    np.testing.assert_allclose(proba, cpu, atol=0 if name == str(DEVICE) else 1e-3)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(regularization="l2sp", fusion="wise", memory_strategy="reservoir"),
+        dict(early_stopping=True, dropout=0.2, optimizer="sgd"),
+        dict(dtype="float64", classes=[0, 1, 2, 3], memory_size=0),
+        dict(sparse=True, sample_weight=True),
+        dict(drift_detector="auto", max_iter=60),
+    ],
+    ids=[
+        "l2sp-wise-reservoir",
+        "early-stopping-dropout-sgd",
+        "float64-fixed",
+        "sparse-weighted",
+        "drift",
+    ],
+)
+def test_device_matches_cpu_across_options(device, options):
+    """Every option that keeps state (or draws random numbers) on the device."""
+    name, context, _ = device
+    options = dict(options)
+    sparse, weighted = options.pop("sparse", False), options.pop("sample_weight", False)
+    if options.get("drift_detector") == "auto":
+        pytest.importorskip("river")
+    X, y, _ = make_drift_stream(1500, 10, 4, drift_points=(0.5,), random_state=0)
+    y[750:] = (y[750:] + 1) % 4  # and the labels rotate: a drift ADWIN cannot miss
+    X = sp.csr_matrix(X) if sparse else X.astype(np.float32)
+    w = np.linspace(0.5, 1.5, len(y)) if weighted else None
+
+    def run(device_name):
+        clf = OnlineFineTuneClassifier(device=device_name, **{**PARAMS, **options})
+        clf.fit(X[:400], y[:400], sample_weight=None if w is None else w[:400])
+        for s in range(400, 1500, 220):
+            sl = slice(s, s + 220)
+            clf.partial_fit(X[sl], y[sl], sample_weight=None if w is None else w[sl])
+        return clf.predict_proba(X), clf.drifts_
+
+    with context():
+        proba, drifts = run(name)
+    cpu_proba, cpu_drifts = run("cpu")
+    if options.get("drift_detector"):
+        assert cpu_drifts, "the stream's drift should be detected (and reacted to)"
+    if name == str(DEVICE):
+        np.testing.assert_array_equal(proba, cpu_proba)
+        assert drifts == cpu_drifts
+    else:
+        np.testing.assert_allclose(proba, cpu_proba, atol=1e-3)
+
+
+def test_only_the_rows_in_use_cross_to_the_device(data):
+    """partial_fit copies the chunk's rows across once (labels and a few indices
+    besides); the network, the optimizers and the replay memory stay put, and only
+    scalars come back. predict copies X across and the probabilities back."""
+    X, y = data
+    n, width = 64, 512  # network and memory far larger than a chunk
+    with simulated_device() as ledger:
+        clf = OnlineFineTuneClassifier(
+            device=str(DEVICE), **{**PARAMS, "hidden_layer_sizes": (width,)}
+        ).fit(X[:500], y[:500])
+        network = sum(p.nbytes for p in clf.module_.parameters())
+        memory = clf._memory.X.nbytes
+        chunk = X[500 : 500 + n]
+        ledger.reset()
+        clf.partial_fit(chunk, y[500 : 500 + n])
+        # Labels (8 bytes a row), mini-batch order and replay draws (8 bytes each) and
+        # the memory's slot indices add at most 6 int64 per row.
+        assert chunk.nbytes <= ledger.h2d_bytes <= chunk.nbytes + 6 * 8 * n
+        assert ledger.h2d_bytes < min(network, memory)
+        assert ledger.d2h_bytes <= 8 * 16  # per-class counts, not rows
+        ledger.reset()
+        proba = clf.predict_proba(X)
+    assert ledger.h2d_bytes == X.nbytes
+    assert ledger.d2h_bytes == proba.nbytes
+
+
+def test_device_model_saves_and_loads_on_the_cpu(device, data, tmp_path):
+    name, context, _ = device
+    X, y = data
+    path = tmp_path / "model.skocl"
+    with context():
+        clf = stream(OnlineFineTuneClassifier(device=name, **PARAMS), X, y)
+        expected = clf.predict_proba(X)
+        skocl.save(clf, path)
+    loaded = skocl.load(path, device="cpu")
+    assert next(loaded.module_.parameters()).device.type == "cpu"
+    np.testing.assert_allclose(loaded.predict_proba(X), expected, atol=1e-6)
+    # It goes on learning where it left off: memory and optimizer state came along.
+    assert len(loaded._memory) == len(clf._memory)
+    loaded.partial_fit(X[800:], y[800:])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_model_saved_for_cuda_loads_on_a_machine_without_it(data, tmp_path):
+    """``load(device=None)`` keeps the saved device when it exists, the CPU otherwise."""
+    X, y = data
+    clf = OnlineFineTuneClassifier(**PARAMS).fit(X, y)
+    clf.device = "cuda"  # as if trained on a GPU (its state is saved as CPU tensors)
+    skocl.save(clf, tmp_path / "model.skocl")
+    loaded = skocl.load(tmp_path / "model.skocl")
+    assert loaded.device == "cpu" and loaded.device_ == torch.device("cpu")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
