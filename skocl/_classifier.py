@@ -443,18 +443,20 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         X, y_idx, sw, grown = self._validate_chunk(X, y, classes, sample_weight)
         if grown is not None:
             self._add_classes(grown)
+        # One chunk for the prediction before learning and the learning: on a GPU, the
+        # rows copied for the one serve the other.
+        chunk = net.make_chunk(X, y_idx, sw, self._torch_dtype, self.device_)
         if self.drift_detector_ is not None:
-            self._watch_drift(X, y_idx)
-        return self._learn_chunk(X, y_idx, sw)
+            self._watch_drift(X, y_idx, chunk)
+        return self._learn_chunk(chunk)
 
-    def _learn_chunk(self, X, y_idx, sw):
+    def _learn_chunk(self, chunk):
         if self._trunk_opt is None:
             self._make_online_optimizers()
         # Learning rates are read on every call, so set_params between calls takes effect.
         for opt, lr in ((self._trunk_opt, self.trunk_lr), (self._head_opt, self.head_lr)):
             for group in opt.param_groups:
                 group["lr"], group["weight_decay"] = lr, self.weight_decay
-        chunk = net.make_chunk(X, y_idx, sw, self._torch_dtype, self.device_)
         if self._pretrained is None and self._user_module:
             self._set_pretrained(chunk)  # a user's module is the pretrained start
         with self._rng.scope(self.device_, self._stochastic) as gen:
@@ -554,18 +556,19 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         memory rows of the chunk's classes are dropped; otherwise they are kept.
         """
         Xc = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
-        Xm = self._memory.X.double().cpu().numpy()
-        var = Xc.var(axis=0) / len(Xc) + Xm.var(axis=0) / len(Xm)
-        diff = np.abs(Xc.mean(axis=0) - Xm.mean(axis=0))
+        Xm = self._memory.X.double()  # its moments are computed where it lives
+        m_mean, m_var = (v.cpu().numpy() for v in (Xm.mean(0), Xm.var(0, correction=0)))
+        var = Xc.var(axis=0) / len(Xc) + m_var / len(Xm)
+        diff = np.abs(Xc.mean(axis=0) - m_mean)
         z = np.divide(diff, np.sqrt(var), out=np.zeros_like(diff), where=var > 0)
         z[(var == 0) & (diff > 0)] = np.inf
         if np.mean(np.minimum(z, 1e6)) < _SAME_INPUTS_Z:
             self._memory.drop_classes(np.unique(y_idx))
 
-    def _watch_drift(self, X, y_idx):
+    def _watch_drift(self, X, y_idx, chunk):
         """Feed the prequential error on a chunk (predicted before learning) to the
         drift detector; on a drift, react (see the Notes of the class)."""
-        errors = self._forward_checked(X, _argmax) != y_idx
+        errors = net.predict_chunk(*self._serve, chunk, self._batch_size(len(chunk))) != y_idx
         self._drift_errors.append(errors)
         drifted = False
         for i, wrong in enumerate(errors.tolist()):
@@ -593,7 +596,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = 0
         self.loss_curve_ = []
         self.n_samples_seen_ = 0
-        return self._learn_chunk(X, y_idx, sw)
+        return self._learn_chunk(net.make_chunk(X, y_idx, sw, self._torch_dtype, self.device_))
 
     # ------------------------------------------------------------------ validation
     def _prepare_start(self, X, y, sample_weight, classes, first_partial_fit):

@@ -487,6 +487,18 @@ def features(trunk: nn.Module, chunk: Chunk, batch_size: int) -> torch.Tensor:
     return torch.cat([trunk(chunk.rows(slice(s, s + step))) for s in range(0, n, step)])
 
 
+@torch.no_grad()
+def predict_chunk(trunk: nn.Module, head: nn.Module, chunk: Chunk, batch_size: int) -> np.ndarray:
+    """Predicted class indices of every row of ``chunk`` (callers set eval mode), in
+    slices like :func:`features`. Rows requested whole stay on the device for the
+    update that follows, so this runs under ``no_grad``, not ``inference_mode``, whose
+    tensors autograd refuses."""
+    n = len(chunk)
+    step = FORWARD_CHUNK if isinstance(chunk.X, torch.Tensor) else batch_size
+    parts = [head(trunk(chunk.rows(slice(s, s + step)))).argmax(1) for s in range(0, n, step)]
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)).cpu().numpy()
+
+
 def online_update(
     trunk: nn.Module,
     head: nn.Module,

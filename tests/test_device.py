@@ -161,16 +161,20 @@ def test_device_matches_cpu_across_options(device, options):
         np.testing.assert_allclose(proba, cpu_proba, atol=1e-3)
 
 
-def test_only_the_rows_in_use_cross_to_the_device(data):
+@pytest.mark.parametrize("drift_detector", [None, "auto"])
+def test_only_the_rows_in_use_cross_to_the_device(data, drift_detector):
     """partial_fit copies the chunk's rows across once (labels and a few indices
-    besides); the network, the optimizers and the replay memory stay put, and only
-    scalars come back. predict copies X across and the probabilities back."""
+    besides), also when drift detection predicts the chunk first; the network, the
+    optimizers and the replay memory stay put, and what comes back is scalars (and
+    the predicted labels, for drift detection). predict copies X across and the
+    probabilities back."""
+    if drift_detector:
+        pytest.importorskip("river")
     X, y = data
     n, width = 64, 512  # network and memory far larger than a chunk
+    params = {**PARAMS, "hidden_layer_sizes": (width,), "drift_detector": drift_detector}
     with simulated_device() as ledger:
-        clf = OnlineFineTuneClassifier(
-            device=str(DEVICE), **{**PARAMS, "hidden_layer_sizes": (width,)}
-        ).fit(X[:500], y[:500])
+        clf = OnlineFineTuneClassifier(device=str(DEVICE), **params).fit(X[:500], y[:500])
         network = sum(p.nbytes for p in clf.module_.parameters())
         memory = clf._memory.X.nbytes
         chunk = X[500 : 500 + n]
@@ -180,7 +184,8 @@ def test_only_the_rows_in_use_cross_to_the_device(data):
         # the memory's slot indices add at most 6 int64 per row.
         assert chunk.nbytes <= ledger.h2d_bytes <= chunk.nbytes + 6 * 8 * n
         assert ledger.h2d_bytes < min(network, memory)
-        assert ledger.d2h_bytes <= 8 * 16  # per-class counts, not rows
+        predicted = 8 * n if drift_detector else 0
+        assert ledger.d2h_bytes <= predicted + 8 * 16  # and per-class counts, not rows
         ledger.reset()
         proba = clf.predict_proba(X)
     assert ledger.h2d_bytes == X.nbytes
