@@ -51,8 +51,20 @@ def data():
     return X.astype(np.float32), y
 
 
+def assert_matches_cpu(name, proba, cpu_proba, y):
+    """The simulation runs the CPU's kernels on the same random streams: equal results.
+    A GPU rounds float32 sums differently and draws dropout from its own generator:
+    the same predictions, nearly everywhere, and the same accuracy, within noise."""
+    if name == str(DEVICE):
+        np.testing.assert_array_equal(proba, cpu_proba)
+        return
+    assert np.mean(proba.argmax(1) == cpu_proba.argmax(1)) >= 0.9
+    accuracy, cpu_accuracy = (np.mean(p.argmax(1) == y) for p in (proba, cpu_proba))
+    assert abs(accuracy - cpu_accuracy) <= 0.05
+
+
 def stream(clf, X, y):
-    """fit on classes 0-2, then partial_fit three chunks; the last one brings class 3."""
+    """fit on classes 0-2, then partial_fit three chunks, which bring class 3."""
     seen = y[:500] < 3
     clf.fit(X[:500][seen], y[:500][seen])
     for start in (500, 600, 700):
@@ -108,8 +120,7 @@ def test_training_on_device_keeps_every_state_there_and_matches_cpu(device, data
     cpu = stream(OnlineFineTuneClassifier(device="cpu", **PARAMS), X, y).predict_proba(X)
     assert isinstance(proba, np.ndarray) and proba.shape == (len(X), 4)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
-    # The simulation runs the CPU's kernels; a GPU's float32 sums round differently.
-    np.testing.assert_allclose(proba, cpu, atol=0 if name == str(DEVICE) else 1e-3)
+    assert_matches_cpu(name, proba, cpu, y)
 
 
 @pytest.mark.parametrize(
@@ -154,11 +165,9 @@ def test_device_matches_cpu_across_options(device, options):
     cpu_proba, cpu_drifts = run("cpu")
     if options.get("drift_detector"):
         assert cpu_drifts, "the stream's drift should be detected (and reacted to)"
+    assert_matches_cpu(name, proba, cpu_proba, y)
     if name == str(DEVICE):
-        np.testing.assert_array_equal(proba, cpu_proba)
         assert drifts == cpu_drifts
-    else:
-        np.testing.assert_allclose(proba, cpu_proba, atol=1e-3)
 
 
 @pytest.mark.parametrize("drift_detector", [None, "auto"])
@@ -202,7 +211,7 @@ def test_device_model_saves_and_loads_on_the_cpu(device, data, tmp_path):
         skocl.save(clf, path)
     loaded = skocl.load(path, device="cpu")
     assert next(loaded.module_.parameters()).device.type == "cpu"
-    np.testing.assert_allclose(loaded.predict_proba(X), expected, atol=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba(X), expected, atol=1e-5)
     # It goes on learning where it left off: memory and optimizer state came along.
     assert len(loaded._memory) == len(clf._memory)
     loaded.partial_fit(X[800:], y[800:])
