@@ -292,6 +292,14 @@ class Chunk:
             self._whole = rows
         return rows
 
+    def slices(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """All rows on ``device`` in order, ``FORWARD_CHUNK`` rows at a time (a sparse
+        chunk ``batch_size`` rows at a time, densified); a chunk that fits is one
+        whole-chunk request."""
+        step = FORWARD_CHUNK if isinstance(self.X, torch.Tensor) else batch_size
+        for s in range(0, len(self), step):
+            yield self.rows(slice(s, s + step))
+
     def batches(self, batch_size: int, gen: torch.Generator | None) -> Iterator[tuple]:
         """Mini-batches ``(X, y, w)`` in a random order (when ``gen`` is given)."""
         n = len(self)
@@ -479,24 +487,21 @@ def fine_tune_head(
 @torch.no_grad()
 def features(trunk: nn.Module, chunk: Chunk, batch_size: int) -> torch.Tensor:
     """Trunk features of every row of ``chunk``, without a graph (callers set eval
-    mode). A sparse chunk is densified ``batch_size`` rows at a time."""
-    n = len(chunk)
-    step = FORWARD_CHUNK if isinstance(chunk.X, torch.Tensor) else batch_size
-    if n <= step:
-        return trunk(chunk.rows(None))
-    return torch.cat([trunk(chunk.rows(slice(s, s + step))) for s in range(0, n, step)])
+    mode), computed :meth:`Chunk.slices` at a time."""
+    return _joined([trunk(rows) for rows in chunk.slices(batch_size)])
 
 
 @torch.no_grad()
 def predict_chunk(trunk: nn.Module, head: nn.Module, chunk: Chunk, batch_size: int) -> np.ndarray:
-    """Predicted class indices of every row of ``chunk`` (callers set eval mode), in
-    slices like :func:`features`. Rows requested whole stay on the device for the
-    update that follows, so this runs under ``no_grad``, not ``inference_mode``, whose
-    tensors autograd refuses."""
-    n = len(chunk)
-    step = FORWARD_CHUNK if isinstance(chunk.X, torch.Tensor) else batch_size
-    parts = [head(trunk(chunk.rows(slice(s, s + step)))).argmax(1) for s in range(0, n, step)]
-    return (parts[0] if len(parts) == 1 else torch.cat(parts)).cpu().numpy()
+    """Predicted class indices of every row of ``chunk`` (callers set eval mode).
+    Rows requested whole stay on the device for the update that follows, so this runs
+    under ``no_grad``, not ``inference_mode``, whose tensors autograd refuses."""
+    parts = [head(trunk(rows)).argmax(1) for rows in chunk.slices(batch_size)]
+    return _joined(parts).cpu().numpy()
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def online_update(
@@ -576,11 +581,12 @@ def online_update(
 
 
 def offer_to_memory(memory, chunk: Chunk, batch_size: int, gen: torch.Generator) -> None:
-    """Offer every row of ``chunk`` to the replay memory, in slices of ``FORWARD_CHUNK``
-    rows (a sparse chunk is densified a mini-batch at a time)."""
-    step = FORWARD_CHUNK if isinstance(chunk.X, torch.Tensor) else batch_size
-    for s in range(0, len(chunk), step):
-        memory.add(chunk.rows(slice(s, s + step)), chunk.y[s : s + step], gen)
+    """Offer every row of ``chunk`` to the replay memory, :meth:`Chunk.slices` at a
+    time."""
+    start = 0
+    for rows in chunk.slices(batch_size):
+        memory.add(rows, chunk.y[start : start + len(rows)], gen)
+        start += len(rows)
 
 
 def forward(
