@@ -3,9 +3,8 @@
 from ._classifier import OnlineFineTuneClassifier
 from ._network import TrunkHeadNet
 from ._persist import load, save
+from ._version import __version__
 from .pipeline import StreamPipeline, make_stream_pipeline
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "OnlineFineTuneClassifier",

@@ -26,8 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._version import __version__
+
 FORMAT = "skocl-model"
-FORMAT_VERSION = 1
+# Bumped whenever what a model file holds changes; load reads this version only.
+# 2: skocl 0.1.0 (the learner's state is saved by its components).
+FORMAT_VERSION = 2
 
 # Transformers a StreamPipeline file may hold without the user trusting them by name.
 DEFAULT_TRUSTED = [
@@ -72,7 +76,6 @@ def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Pa
     >>> bool((again.predict_proba(X) == clf.predict_proba(X)).all())
     True
     """
-    from . import __version__
     from ._classifier import OnlineFineTuneClassifier
     from .pipeline import StreamPipeline
 
@@ -184,19 +187,23 @@ def _open(path) -> zipfile.ZipFile:
 
 
 def _read_meta(zf: zipfile.ZipFile, path) -> dict:
-    from . import __version__
-
     try:
         meta = json.loads(zf.read("meta.json"))
     except KeyError as exc:
         raise ValueError(f"{path} is not a skocl model file (no meta.json).") from exc
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a skocl model file (format {meta.get('format')!r}).")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        writer = meta.get("skocl_version", "unknown")
+        advice = (
+            "Upgrade skocl to load it."
+            if isinstance(version, int) and version > FORMAT_VERSION
+            else f"Load it with skocl {writer}, which wrote it."
+        )
         raise ValueError(
-            f"{path} was written by skocl {meta.get('skocl_version')} in model format "
-            f"version {meta['format_version']}; this skocl {__version__} reads format "
-            f"version {FORMAT_VERSION} and older. Upgrade skocl to load it."
+            f"{path} holds model format version {version} (written by skocl {writer}); "
+            f"this skocl {__version__} reads model format version {FORMAT_VERSION} only. " + advice
         )
     return meta
 
