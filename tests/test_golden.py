@@ -53,11 +53,12 @@ def _stream(seed=0, n=1400, n_classes=3):
 def _skorch_start(X, y):
     from skorch import NeuralNetClassifier
 
-    torch.manual_seed(0)
-    net = NeuralNetClassifier(
-        _UserNet(8, len(np.unique(y))), max_epochs=3, lr=0.1, train_split=None, verbose=0
-    )
-    net.fit(X.astype(np.float32), y)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = NeuralNetClassifier(
+            _UserNet(8, len(np.unique(y))), max_epochs=3, lr=0.1, train_split=None, verbose=0
+        )
+        net.fit(X.astype(np.float32), y)
     return net
 
 
@@ -96,7 +97,9 @@ def run_scenario(name):
     X_test = X[-200:]
     X, y = X[:-200], y[:-200]
     if params.get("module") == "user":
-        params["module"] = _UserNet(8, 3)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            params["module"] = _UserNet(8, 3)
     elif params.get("module") == "skorch":
         params["module"] = _skorch_start(X[:300], y[:300])
     clf = OnlineFineTuneClassifier(**params)
