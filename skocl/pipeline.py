@@ -10,6 +10,8 @@ incrementally. :class:`StreamPipeline` answers that per step, in the docstring o
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sklearn import get_config
 from sklearn.base import _fit_context
@@ -86,6 +88,26 @@ def _restore(snapshots) -> None:
         step.__dict__.update(state)
 
 
+@contextmanager
+def _all_or_nothing(pipe: Pipeline) -> Iterator[None]:
+    """Run a (re)fit of every step as a transaction: if it raises, every step, the
+    final estimator included, gets its state back, and so does the list of steps
+    (with ``memory`` set, ``Pipeline.fit`` replaces the steps by fitted clones)."""
+    steps = list(pipe.steps)
+    snapshots = [
+        (step, copy.deepcopy(step.__dict__)) for _, step in steps if not _is_passthrough(step)
+    ]
+    try:
+        yield
+    except BaseException:
+        if isinstance(pipe.steps, list):
+            pipe.steps[:] = steps
+        else:
+            pipe.steps = steps
+        _restore(snapshots)
+        raise
+
+
 class StreamPipeline(Pipeline):
     """A :class:`~sklearn.pipeline.Pipeline` with ``partial_fit``, for learning from a stream.
 
@@ -110,8 +132,10 @@ class StreamPipeline(Pipeline):
       ``partial_fit``.
 
     ``partial_fit`` exists only when the final estimator has ``partial_fit`` (or is
-    ``"passthrough"``): a pipeline ending in ``SVC`` has none. A call that raises
-    leaves every intermediate step as it was.
+    ``"passthrough"``): a pipeline ending in ``SVC`` has none. A ``partial_fit``
+    that raises leaves every intermediate step as it was; a ``fit`` (or
+    ``fit_transform``, ``fit_predict``) that raises leaves every step as it was,
+    the final estimator included.
 
     Parameters
     ----------
@@ -326,6 +350,84 @@ class StreamPipeline(Pipeline):
             _restore(snapshots)
             raise
         return self
+
+    def fit(self, X, y=None, **params):
+        """Fit every step in turn, as :meth:`sklearn.pipeline.Pipeline.fit`; all or nothing.
+
+        Parameters
+        ----------
+        X : iterable
+            Training data. Must fulfil the input requirements of the first step.
+        y : iterable, default=None
+            Training targets.
+        **params : dict of str -> object
+            Parameters of the steps' ``fit``, as for
+            :meth:`sklearn.pipeline.Pipeline.fit` (``name__param`` keys, or
+            metadata routing).
+
+        Returns
+        -------
+        self : object
+            The pipeline, fitted.
+
+        Notes
+        -----
+        If anything raises (a step refusing the data, the final estimator failing
+        part way, ``KeyboardInterrupt``), every step is restored to its state
+        before the call, the final estimator included, so a fitted pipeline keeps
+        predicting exactly as before. This costs one deep copy of every step's
+        state per call.
+        """
+        with _all_or_nothing(self):
+            return super().fit(X, y, **params)
+
+    @available_if(Pipeline.__dict__["fit_transform"].check)
+    def fit_transform(self, X, y=None, **params):
+        """Fit every step, then transform with the final one; all or nothing.
+
+        As :meth:`sklearn.pipeline.Pipeline.fit_transform`; if it raises, every
+        step is restored as by :meth:`fit`.
+
+        Parameters
+        ----------
+        X : iterable
+            Training data.
+        y : iterable, default=None
+            Training targets.
+        **params : dict of str -> object
+            Parameters of the steps' ``fit``.
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, n_transformed_features)
+            The transformed samples.
+        """
+        with _all_or_nothing(self):
+            return super().fit_transform(X, y, **params)
+
+    @available_if(Pipeline.__dict__["fit_predict"].check)
+    def fit_predict(self, X, y=None, **params):
+        """Fit every step, then predict with the final one; all or nothing.
+
+        As :meth:`sklearn.pipeline.Pipeline.fit_predict`; if it raises, every
+        step is restored as by :meth:`fit`.
+
+        Parameters
+        ----------
+        X : iterable
+            Training data.
+        y : iterable, default=None
+            Training targets.
+        **params : dict of str -> object
+            Parameters of the steps' ``fit``.
+
+        Returns
+        -------
+        y_pred : ndarray
+            The predictions of the final estimator.
+        """
+        with _all_or_nothing(self):
+            return super().fit_predict(X, y, **params)
 
     def get_metadata_routing(self):
         """Get metadata routing of this object.

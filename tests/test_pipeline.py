@@ -9,6 +9,7 @@ import pytest
 import sklearn
 from _util import assert_same_state, state
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.cluster import MiniBatchKMeans
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.exceptions import NotFittedError
@@ -484,3 +485,80 @@ def test_transform_input_with_metadata_routing(digits):
         pipe.partial_fit(X[:CHUNK], y[:CHUNK], X_val=X[CHUNK : 2 * CHUNK])
     scaler = StandardScaler().partial_fit(X[:CHUNK])
     np.testing.assert_array_equal(final.X_val_, scaler.transform(X[CHUNK : 2 * CHUNK]))
+
+
+# ---------------------------------------------------------------- fit atomicity
+class _FailsAfterChanging(ClassifierMixin, BaseEstimator):
+    """A final estimator that changes its state, then raises, in fit."""
+
+    def fit(self, X, y):
+        self.classes_ = np.array(["spoiled"])
+        self.n_features_in_ = -1
+        raise RuntimeError("fit failed half way")
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def test_failed_fit_leaves_predictions_bit_identical(digits):
+    X, y = digits
+    pipe = make_stream_pipeline(StandardScaler(), make_clf()).fit(X[:240], y[:240])
+    scaler_before = {k: np.copy(v) for k, v in fitted_attrs(pipe[0]).items()}
+    clf_before = state(pipe[-1])
+    proba = pipe.predict_proba(X)
+
+    # Other data, and labels that the classifier refuses after the scaler refitted.
+    bad_y = y[240:].astype(float)
+    bad_y[5] = np.nan
+    with pytest.raises(ValueError):
+        pipe.fit(X[240:] * 3 + 1, bad_y)
+
+    for k, v in scaler_before.items():
+        np.testing.assert_array_equal(getattr(pipe[0], k), v, err_msg=k)
+    assert fitted_attrs(pipe[0]).keys() == scaler_before.keys()
+    assert_same_state(state(pipe[-1]), clf_before)
+    np.testing.assert_array_equal(pipe.predict_proba(X), proba)
+    # And it goes on learning as if the failed call never happened.
+    twin = make_stream_pipeline(StandardScaler(), make_clf()).fit(X[:240], y[:240])
+    pipe.partial_fit(X[240:272], y[240:272])
+    twin.partial_fit(X[240:272], y[240:272])
+    np.testing.assert_array_equal(pipe.predict_proba(X), twin.predict_proba(X))
+
+
+def test_failed_fit_restores_a_final_estimator_that_changed_before_raising(digits):
+    X, y = digits
+    pipe = StreamPipeline([("scale", StandardScaler()), ("final", _FailsAfterChanging())])
+    with pytest.raises(RuntimeError, match="half way"):
+        pipe.fit(X, y)
+    assert fitted_attrs(pipe.named_steps["scale"]) == {}
+    assert fitted_attrs(pipe.named_steps["final"]) == {}
+
+
+def test_failed_fit_with_memory_puts_the_original_steps_back(digits, tmp_path):
+    X, y = digits
+    scaler, final = StandardScaler(), _FailsAfterChanging()
+    pipe = StreamPipeline([("scale", scaler), ("final", final)], memory=str(tmp_path))
+    with pytest.raises(RuntimeError):
+        pipe.fit(X, y)
+    # With memory, Pipeline.fit swaps in fitted clones; the failure swaps them out.
+    assert pipe.named_steps["scale"] is scaler
+    assert fitted_attrs(scaler) == {}
+
+
+@pytest.mark.parametrize("method", ["fit_predict", "fit_transform"])
+def test_failed_fit_predict_and_fit_transform_restore_every_step(digits, method):
+    X, y = digits
+    if method == "fit_predict":
+        pipe = make_stream_pipeline(StandardScaler(), MiniBatchKMeans(3, n_init=1))
+        pipe.fit(X[:200])
+        bad = dict(minibatchkmeans__sample_weight=np.ones(3))  # wrong length
+    else:
+        pipe = make_stream_pipeline(StandardScaler(), IncrementalPCA(5)).fit(X[:200])
+        bad = dict(incrementalpca__bogus=1)
+    before = [{k: np.copy(v) for k, v in fitted_attrs(s).items()} for _, s in pipe.steps]
+    with pytest.raises((ValueError, TypeError)):
+        getattr(pipe, method)(X[200:] + 5, y[200:], **bad)
+    for (_, step), attrs in zip(pipe.steps, before, strict=True):
+        assert fitted_attrs(step).keys() == attrs.keys()
+        for k, v in attrs.items():
+            np.testing.assert_array_equal(getattr(step, k), v, err_msg=k)
