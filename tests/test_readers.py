@@ -1,4 +1,4 @@
-"""Tests of the chunked readers in skocl/_readers.py."""
+"""Tests of the chunked readers in skocl/_readers/."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from skocl import _readers
 from skocl._readers import (
     BadRowReport,
     StreamChunk,
     StreamError,
+    _csv,
     iter_chunks,
     open_stream,
     read_csv,
@@ -64,7 +64,7 @@ def check_error(exc: StreamError, path: str, line: int | None, column: str | Non
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Make pyarrow parse 4 KiB at a time, so that small files span many blocks."""
-    monkeypatch.setattr(_readers, "_BLOCK_SIZE", 4096)
+    monkeypatch.setattr(_csv, "_CSV", _csv._CsvFormat(block_size=4096))
 
 
 # --------------------------------------------------------------------- plain reading
@@ -445,9 +445,9 @@ def test_typed_and_checked_paths_agree(tmp_path, monkeypatch):
 
     for target, features in [("flag", ["a", "b"]), ("label", ["b"]), ("n", ["a"])]:
         X, y = read(target, features)
-        monkeypatch.setattr(_readers, "_ALWAYS_CHECK", True)
+        monkeypatch.setattr(_csv, "_CSV", _csv._CsvFormat(always_check=True))
         X_checked, y_checked = read(target, features)
-        monkeypatch.setattr(_readers, "_ALWAYS_CHECK", False)
+        monkeypatch.undo()
         np.testing.assert_array_equal(X, X_checked)
         np.testing.assert_array_equal(y, y_checked)
         assert y.dtype == y_checked.dtype
@@ -497,7 +497,7 @@ def test_memory_is_bounded_by_the_chunk_not_the_file(tmp_path, monkeypatch):
     # pyarrow's streaming reader keeps some 40 parser blocks in flight whatever the file
     # size (about 10 MiB with the default 256 KiB blocks); smaller blocks let a file of
     # a few tens of MiB show the bound without a slow test.
-    monkeypatch.setattr(_readers, "_BLOCK_SIZE", 1 << 16)
+    monkeypatch.setattr(_csv, "_CSV", _csv._CsvFormat(block_size=1 << 16))
     rng = np.random.default_rng(0)
 
     def write(n):

@@ -1,0 +1,89 @@
+"""One front door for every source: files told by their name, data by its type."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._csv import read_csv
+from ._memory import _is_pandas_frame, _is_polars_frame, iter_chunks
+from ._parquet import read_parquet
+from ._types import StreamChunk
+
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".gz", ".txt", ".txt.gz")
+
+
+def _format_of(path: str) -> str:
+    name = path.lower()
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    raise ValueError(
+        f"cannot tell the format of {path!r} from its name: call read_csv or read_parquet"
+    )
+
+
+def open_stream(
+    source: Any, *, target: str | None, chunksize: int = 10_000, **kwargs: Any
+) -> Iterator[StreamChunk]:
+    """Open any supported source as a stream of chunks.
+
+    Parameters
+    ----------
+    source : str, path-like, list of them, DataFrame, ndarray or (X, y) tuple
+        Files (``.csv``, ``.csv.gz``, ``.parquet``; glob patterns allowed; the format
+        is told by the name) or in-memory data.
+    target : str or None
+        The label column, as in :func:`read_csv`; None for arrays (labels come in the
+        ``(X, y)`` tuple) and for streams without labels.
+    chunksize : int, default=10_000
+        Rows per chunk.
+    **kwargs
+        Passed to :func:`read_csv`, :func:`read_parquet` or :func:`iter_chunks`.
+
+    Returns
+    -------
+    chunks : iterator of StreamChunk
+        With a ``report`` attribute, as the reader it dispatches to.
+
+    See Also
+    --------
+    read_csv, read_parquet, iter_chunks : The readers this dispatches to.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skocl.stream import open_stream
+    >>> frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "label": ["x", "y", "x"]})
+    >>> [c.y.tolist() for c in open_stream(frame, target="label", chunksize=2)]
+    [['x', 'y'], ['x']]
+    """
+    if _is_pandas_frame(source) or _is_polars_frame(source):
+        return iter_chunks(source, target=target, chunksize=chunksize, **kwargs)
+    if (
+        isinstance(source, tuple)
+        and len(source) == 2
+        and not isinstance(source[0], (str, os.PathLike))
+    ):
+        if target is not None:
+            raise ValueError("with an (X, y) tuple the labels are y: pass target=None")
+        return iter_chunks(source[0], source[1], chunksize=chunksize, **kwargs)
+    if isinstance(source, np.ndarray):
+        if target is not None:
+            raise ValueError("an array has no named columns: pass (X, y) and target=None")
+        return iter_chunks(source, chunksize=chunksize, **kwargs)
+    items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    if not items:
+        return read_csv(items, target=target, chunksize=chunksize, **kwargs)
+    formats = {_format_of(os.fspath(item)) for item in items}
+    if len(formats) != 1:
+        raise ValueError(f"cannot mix formats in one stream: {sorted(formats)}")
+    reader = read_parquet if formats == {"parquet"} else read_csv
+    return reader(
+        items if len(items) > 1 else items[0], target=target, chunksize=chunksize, **kwargs
+    )

@@ -1,0 +1,312 @@
+"""Columns, value conversion and bad-row screening, shared by the file readers.
+
+A file reader turns each block it reads into arrays of the used columns plus the rows
+whose values did not convert; :func:`_settle_block` then sorts the rows into good and
+bad ones and yields the good ones, raising on or reporting the bad ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._types import _KIND_TEXT, _arrow, _fail, _Options, _show
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_ARROW_TYPES = {"float": "float64", "int": "int64", "bool": "bool_", "string": "string"}
+
+
+def _arrow_type(kind: str) -> pa.DataType:
+    return getattr(_arrow()[0], _ARROW_TYPES[kind])()
+
+
+@dataclass
+class _Layout:
+    """The columns of a stream, fixed by its first file."""
+
+    source: str
+    names: list[str]
+    target: str | None
+    features: list[str]
+    # used column -> "float", "int", "bool" or "string"
+    kinds: dict[str, str] = field(default_factory=dict)
+    # Feature columns that the first chunk says are text, read with as_frame=False:
+    # their first unreadable value stops the stream whatever on_bad_rows says, since
+    # skipping would drop nearly every row.
+    not_numeric: set[str] = field(default_factory=set)
+
+    @property
+    def used(self) -> list[str]:
+        """Features and target, in the order of the file."""
+        wanted = set(self.features)
+        if self.target is not None:
+            wanted.add(self.target)
+        return [name for name in self.names if name in wanted]
+
+
+def _select_columns(
+    source: str, names: list[str], opts: _Options, line: int | None, unit: str
+) -> _Layout:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise _fail(source, line, name, "the header names this column twice", unit)
+        seen.add(name)
+    if opts.target is not None and opts.target not in seen:
+        raise _fail(source, line, opts.target, "no such column (the target)", unit)
+    if opts.features is None:
+        features = [name for name in names if name != opts.target]
+    else:
+        features = list(opts.features)
+        for name in features:
+            if name not in seen:
+                raise _fail(source, line, name, "no such column (a selected feature)", unit)
+    return _Layout(source=source, names=list(names), target=opts.target, features=features)
+
+
+def _check_same_columns(source: str, names: list[str], layout: _Layout, unit: str) -> None:
+    """A later file must have exactly the columns of the first, in the same places."""
+    line = 1 if unit == "line" else None
+    first = os.path.basename(layout.source)
+    where = {name: i for i, name in enumerate(names)}
+    if len(where) != len(names):
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                raise _fail(source, line, name, "the header names this column twice", unit)
+    for old, name in enumerate(layout.names):
+        new = where.get(name)
+        if new is None:
+            raise _fail(
+                source,
+                line,
+                name,
+                f"column missing (it is field {old + 1} in {first})",
+                unit,
+            )
+        if new != old:
+            raise _fail(
+                source,
+                line,
+                name,
+                f"column moved from field {old + 1} (in {first}) to field {new + 1}",
+                unit,
+            )
+    if len(names) > len(layout.names):
+        extra = len(layout.names)
+        reason = f"unexpected column at field {extra + 1} (not in {first})"
+        raise _fail(source, line, names[extra], reason, unit)
+
+
+# ------------------------------------------------------------- value conversion
+
+
+def _cast_locating(arr: pa.Array, to: pa.DataType) -> tuple[pa.Array, np.ndarray | None]:
+    """Cast ``arr``; values that do not cast become null and are flagged.
+
+    The failing values are found by bisection with the same cast, so what counts as
+    readable is exactly what pyarrow's cast accepts.
+    """
+    pa, pc, _ = _arrow()
+    try:
+        return pc.cast(arr, to), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    bad = np.zeros(len(arr), dtype=bool)
+    pending = [(0, len(arr))]
+    while pending:
+        lo, hi = pending.pop()
+        if hi - lo <= 16:
+            for i in range(lo, hi):
+                try:
+                    pc.cast(arr.slice(i, 1), to)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    bad[i] = True
+            continue
+        mid = (lo + hi) // 2
+        for a, b in ((lo, mid), (mid, hi)):
+            try:
+                pc.cast(arr.slice(a, b - a), to)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pending.append((a, b))
+    cleaned = pc.if_else(pa.array(bad), pa.scalar(None, type=arr.type), arr)
+    return pc.cast(cleaned, to), bad
+
+
+def _casts(arr: pa.Array, to: pa.DataType) -> bool:
+    """Whether every value of ``arr`` casts to ``to``."""
+    pa, pc, _ = _arrow()
+    try:
+        pc.cast(arr, to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def _or(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a | b
+
+
+def _parse_text(raw: pa.Array, kind: str) -> tuple[pa.Array, np.ndarray | None]:
+    """Convert a column read as bytes to ``kind``, as pyarrow's typed CSV reader does.
+
+    Numbers are trimmed of spaces first and booleans are not: that is what the typed
+    reader does, and the two paths must agree.
+    """
+    pa, pc, pcsv = _arrow()
+    text, bad = _cast_locating(raw, pa.string())
+    if kind == "string":
+        return text, bad
+    if kind == "bool":
+        options = pcsv.ConvertOptions()
+        true = pc.is_in(text, value_set=pa.array(options.true_values))
+        false = pc.is_in(text, value_set=pa.array(options.false_values))
+        values = pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
+        unknown = pc.and_(text.is_valid(), pc.invert(pc.or_(true, false)))
+        if unknown.true_count:
+            bad = _or(bad, unknown.to_numpy(zero_copy_only=False))
+        return values, bad
+    to = pa.float64() if kind == "float" else pa.int64()
+    values, bad_value = _cast_locating(pc.utf8_trim_whitespace(text), to)
+    return values, _or(bad, bad_value)
+
+
+def _missing(arr: pa.Array, kind: str) -> np.ndarray | None:
+    """Rows where ``arr`` has no value (null, or NaN for floats); None if there are none."""
+    if kind == "float":
+        values = arr.to_numpy(zero_copy_only=False)
+        mask = np.isnan(values)
+        return mask if mask.any() else None
+    if arr.null_count:
+        return arr.is_null().to_numpy(zero_copy_only=False)
+    return None
+
+
+# ------------------------------------------------------------------ screening
+
+# A bad row found in a block: (line, column or None, reason, stops the stream whatever
+# on_bad_rows says).
+_Item = tuple[int | None, str | None, str, bool]
+
+
+def _screen(
+    arrays: dict[str, pa.Array],
+    failures: dict[str, np.ndarray],
+    raw: dict[str, pa.Array] | None,
+    layout: _Layout,
+    opts: _Options,
+    lines: np.ndarray,
+    blank: np.ndarray | None,
+) -> tuple[np.ndarray, list[_Item]]:
+    """Sort the rows of a block into good ones and bad ones.
+
+    A row is charged to its first faulty column in file order: a value that does not
+    convert, a missing target, or a missing feature when NaN is not allowed.
+    """
+    n = len(lines)
+    culprit = np.full(n, -1, dtype=np.intp)
+    unreadable = np.zeros(n, dtype=bool)
+    if blank is not None:
+        culprit[blank] = -2
+    used = layout.used
+    for j, name in enumerate(used):
+        fail = failures.get(name)
+        if fail is not None:
+            hit = fail & (culprit == -1)
+            culprit[hit] = j
+            unreadable |= hit
+        if name == layout.target or not opts.allow_nan:
+            miss = _missing(arrays[name], layout.kinds[name])
+            if miss is not None:
+                culprit[miss & (culprit == -1)] = j
+    items: list[_Item] = []
+    for i in np.flatnonzero(culprit >= 0):
+        name = used[culprit[i]]
+        if unreadable[i]:
+            value = raw[name][i].as_py() if raw is not None else None
+            fatal = name in layout.not_numeric
+            reason = f"cannot read {_show(value)} as {_KIND_TEXT[layout.kinds[name]]}"
+            if fatal:
+                reason += (
+                    " (the column holds text: read it with as_frame=True, or leave it out"
+                    " of features)"
+                )
+            items.append((int(lines[i]), name, reason, fatal))
+        elif name == layout.target:
+            items.append((int(lines[i]), name, "missing target value", False))
+        else:
+            items.append(
+                (int(lines[i]), name, "missing value (allow_nan=True lets NaN through)", False)
+            )
+    return culprit == -1, items
+
+
+def _settle(
+    source: str,
+    batch: pa.RecordBatch | None,
+    lines: np.ndarray,
+    good: np.ndarray,
+    items: list[_Item],
+    opts: _Options,
+    unit: str,
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """Yield the good rows of a block; raise on, or report, its bad rows.
+
+    When the block holds a row that stops the stream, the good rows before it are
+    yielded first, so that every full chunk before the bad row reaches the caller.
+    """
+    pa = _arrow()[0]
+    stop = None
+    if items:
+        items.sort(key=lambda item: (item[0] is None, item[0] or 0))
+        if opts.on_bad_rows == "raise":
+            stop = 0
+        else:
+            stop = next((k for k, item in enumerate(items) if item[3]), None)
+        for line, column, reason, _ in items[: len(items) if stop is None else stop]:
+            opts.report.add(source, line, column, reason)
+    if stop is not None:
+        line, column, reason, _ = items[stop]
+        if batch is not None and line is not None:
+            keep = good & (lines < line)
+            if keep.any():
+                yield batch.filter(pa.array(keep)), lines[keep]
+        raise _fail(source, line, column, reason, unit)
+    if batch is None or not good.any():
+        return
+    if good.all():
+        yield batch, lines
+    else:
+        yield batch.filter(pa.array(good)), lines[good]
+
+
+def _settle_block(
+    source: str,
+    arrays: dict[str, pa.Array],
+    failures: dict[str, np.ndarray],
+    raw: dict[str, pa.Array] | None,
+    layout: _Layout,
+    opts: _Options,
+    lines: np.ndarray,
+    *,
+    unit: str,
+    blank: np.ndarray | None = None,
+    extra: list[_Item] | None = None,
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """Screen one converted block (plus bad rows the parser found) and settle it."""
+    pa = _arrow()[0]
+    good, items = _screen(arrays, failures, raw, layout, opts, lines, blank)
+    if extra:
+        items += extra
+    used = layout.used
+    block = pa.RecordBatch.from_arrays([arrays[n] for n in used], names=used)
+    yield from _settle(source, block, lines, good, items, opts, unit)
