@@ -10,6 +10,7 @@ import argparse
 import ast
 import csv
 import sys
+import time
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 
@@ -155,37 +156,55 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .stream import prequential
+    from ._checkpoint import Checkpoint
+    from ._progress import progress_bar
 
-    model = _new_model(args)
-    chunks = _stream(args, args.target)
     # Saved with each checkpoint, so that predict knows which columns to read.
-    columns = {"target": args.target}
-
-    def remember_columns(record):
-        columns.setdefault("features", list(chunks.features))
-
-    result = prequential(
-        model,
-        chunks,
-        metrics=(),
-        classes=_classes(args),
-        verbose=0 if args.quiet else 1,
-        checkpoint=args.model,
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-        checkpoint_extra=columns,
-        on_chunk=remember_columns,
-    )
+    columns: dict = {"target": args.target}
+    checkpoint = Checkpoint(args.model, every=args.checkpoint_every, extra=columns)
+    start, rows = 0, 0
+    if args.resume and checkpoint.exists():
+        model, position = checkpoint.resume()
+        start = position["chunks_done"]
+        rows = position.get("rows_seen", 0)
+        if "features" in position:
+            columns["features"] = position["features"]
+    else:
+        model = _new_model(args)
+    chunks = _stream(args, args.target)
+    classes = _classes(args)
+    done, seconds = start, 0.0
+    with progress_bar(0 if args.quiet else 1) as bar:
+        for i, chunk in enumerate(chunks):
+            columns.setdefault("features", list(chunks.features))
+            if i < start:
+                continue
+            t0 = time.perf_counter()
+            if classes is not None and not _is_fitted(model):
+                model.partial_fit(chunk.X, chunk.y, classes=classes)
+            else:
+                model.partial_fit(chunk.X, chunk.y)
+            seconds += time.perf_counter() - t0
+            rows += len(chunk.y)
+            done = i + 1
+            bar.update(len(chunk.y))
+            if checkpoint.due(done):
+                checkpoint.write(model, {"chunks_done": done, "rows_seen": rows})
     _report_bad_rows(chunks)
-    rows = result.records[-1]["rows_seen"] if result.records else 0
-    seconds = sum(r["seconds"] for r in result.records)
+    if done:
+        checkpoint.write(model, {"chunks_done": done, "rows_seen": rows})
     print(
-        f"trained on {rows} rows in {len(result.records)} chunks "
+        f"trained on {rows} rows in {done} chunks "
         f"({rows / max(seconds, 1e-9):,.0f} rows/s learning); model saved to {args.model}",
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _is_fitted(model) -> bool:
+    from .stream import _is_fitted
+
+    return _is_fitted(model)
 
 
 def _report_bad_rows(chunks) -> None:

@@ -1,23 +1,25 @@
 """Learning from streams: chunked readers, prequential (test-then-train) evaluation,
 checkpoints.
 
-The readers live in ``_readers.py``; this module adds :func:`prequential`, which runs
-a model over a stream of chunks, scoring each chunk before learning from it.
+The readers live in ``_readers``; this module adds :func:`iter_prequential`, which runs
+a model over a stream of chunks, scoring each chunk before learning from it, the
+collector of its records (:class:`PrequentialResult`), and :func:`prequential`, which
+runs both with a progress bar and checkpoints (``_checkpoint.Checkpoint``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sklearn.metrics import check_scoring, get_scorer
 
+from ._checkpoint import Checkpoint
+from ._progress import progress_bar
 from ._readers import (
     BadRowReport,
     StreamChunk,
@@ -34,6 +36,7 @@ __all__ = [
     "StreamChunk",
     "StreamError",
     "iter_chunks",
+    "iter_prequential",
     "open_stream",
     "prequential",
     "read_csv",
@@ -43,25 +46,80 @@ __all__ = [
 
 @dataclass
 class PrequentialResult:
-    """Per-chunk scores of a prequential run.
+    """Per-chunk scores of a prequential run, and the collector that builds them.
+
+    :func:`iter_prequential` yields one record per chunk; :meth:`add` turns it into
+    the record kept here, with the running values. :func:`prequential` does both.
 
     Attributes
     ----------
     metrics : list of str
         Names of the metrics.
     records : list of dict
-        One dict per chunk: ``chunk``, ``rows`` (in the chunk), ``rows_seen`` (learned
-        from, after this chunk), ``seconds`` (learning and scoring), then for each metric
+        One dict per chunk: ``chunk``, ``rows`` (in the chunk), then for each metric
         its value on the chunk (NaN for a chunk scored before anything was learned) and
         its running value ``running_<metric>``: the mean of the chunk values weighted by
-        their rows, which for accuracy equals the accuracy over all scored rows.
+        their rows, which for accuracy equals the accuracy over all scored rows; then
+        ``rows_seen`` (learned from, after this chunk) and ``seconds`` (learning and
+        scoring).
     estimator : estimator or None
         The model after the run (the restored one when resuming).
+
+    Examples
+    --------
+    >>> from skocl.stream import PrequentialResult
+    >>> result = PrequentialResult(["accuracy"])
+    >>> for value, rows in ((float("nan"), 10), (0.5, 10), (1.0, 30)):
+    ...     _ = result.add({"chunk": len(result.records), "rows": rows,
+    ...                     "accuracy": value, "learned": rows, "seconds": 0.0})
+    >>> result.running("accuracy"), result.records[-1]["rows_seen"]
+    (0.875, 50)
     """
 
     metrics: list[str]
     records: list[dict] = field(default_factory=list)
     estimator: Any = None
+    _totals: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _scored: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Records restored from a checkpoint carry on the running values.
+        self._totals = dict.fromkeys(self.metrics, 0.0)
+        self._scored = dict.fromkeys(self.metrics, 0)
+        for rec in self.records:
+            self._count(rec)
+
+    def _count(self, rec: dict) -> None:
+        for name in self.metrics:
+            if not math.isnan(rec[name]):
+                self._totals[name] += rec[name] * rec["rows"]
+                self._scored[name] += rec["rows"]
+
+    def add(self, record: dict) -> dict:
+        """Keep a record of :func:`iter_prequential`, with running values and rows seen.
+
+        Parameters
+        ----------
+        record : dict
+            ``chunk``, ``rows``, the value of each metric, ``learned`` (rows learned
+            from the chunk) and ``seconds``.
+
+        Returns
+        -------
+        record : dict
+            The record as kept in :attr:`records`.
+        """
+        self._count(record)
+        rec: dict[str, Any] = {"chunk": record["chunk"], "rows": record["rows"]}
+        for name in self.metrics:
+            rec[name] = record[name]
+            scored = self._scored[name]
+            rec[f"running_{name}"] = self._totals[name] / scored if scored else math.nan
+        previous = self.records[-1]["rows_seen"] if self.records else 0
+        rec["rows_seen"] = previous + record["learned"]
+        rec["seconds"] = record["seconds"]
+        self.records.append(rec)
+        return rec
 
     def running(self, metric: str | None = None) -> float:
         """The latest running value of ``metric`` (the first metric by default)."""
@@ -108,6 +166,8 @@ class PrequentialResult:
 
 
 def _scorers(metrics) -> dict[str, Callable]:
+    if isinstance(metrics, dict):
+        return dict(metrics)
     if metrics is None or isinstance(metrics, (str, Callable)):
         metrics = [metrics or "accuracy"]
     out: dict[str, Callable] = {}
@@ -121,6 +181,74 @@ def _scorers(metrics) -> dict[str, Callable]:
     return out
 
 
+def iter_prequential(
+    estimator,
+    chunks: Iterable[StreamChunk | tuple],
+    *,
+    metrics=("accuracy",),
+    classes=None,
+    learn: bool = True,
+    start: int = 0,
+) -> Iterator[dict]:
+    """Test-then-train, one chunk at a time: score each chunk, learn it, yield its record.
+
+    The loop of :func:`prequential`, without running values, progress bar or
+    checkpoints; collect its records with :meth:`PrequentialResult.add`.
+
+    Parameters
+    ----------
+    estimator : estimator with partial_fit
+        Updated in place.
+    chunks : iterable of StreamChunk or (X, y) tuples
+        The stream, e.g. from :func:`open_stream`.
+    metrics : str, callable, sequence or dict, default=("accuracy",)
+        As in :func:`prequential`; a dict maps names to scorers. ``()`` scores nothing.
+    classes : array-like, default=None
+        Passed to the first ``partial_fit`` of an unfitted estimator.
+    learn : bool, default=True
+        False scores every chunk without learning.
+    start : int, default=0
+        Chunks at the head of the stream to read past without scoring or learning
+        (those a resumed model has already learned).
+
+    Yields
+    ------
+    record : dict
+        ``chunk`` (its index in the stream), ``rows``, the value of each metric on the
+        chunk before it is learned (NaN while the estimator is unfitted), ``learned``
+        (rows learned from the chunk) and ``seconds`` (scoring and learning).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import SGDClassifier
+    >>> from skocl.stream import iter_chunks, iter_prequential
+    >>> X, y = load_iris(return_X_y=True)
+    >>> records = iter_prequential(SGDClassifier(random_state=0),
+    ...                            iter_chunks(X, y, chunksize=50), classes=[0, 1, 2])
+    >>> [(r["chunk"], r["rows"], r["learned"]) for r in records]
+    [(0, 50, 50), (1, 50, 50), (2, 50, 50)]
+    """
+    scorers = _scorers(metrics) if metrics != () else {}
+    for i, chunk in enumerate(chunks):
+        X, y = (chunk.X, chunk.y) if isinstance(chunk, StreamChunk) else chunk
+        if i < start:
+            continue
+        t0 = time.perf_counter()
+        rec: dict[str, Any] = {"chunk": i, "rows": len(y)}
+        fitted = _is_fitted(estimator)
+        for name, scorer in scorers.items():
+            rec[name] = float(scorer(estimator, X, y)) if fitted else math.nan
+        if learn:
+            if fitted or classes is None:
+                estimator.partial_fit(X, y)
+            else:
+                estimator.partial_fit(X, y, classes=classes)
+        rec["learned"] = len(y) if learn else 0
+        rec["seconds"] = time.perf_counter() - t0
+        yield rec
+
+
 def prequential(
     estimator,
     chunks: Iterable[StreamChunk | tuple],
@@ -129,7 +257,7 @@ def prequential(
     classes=None,
     learn: bool = True,
     verbose: int = 1,
-    checkpoint: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | Checkpoint | None = None,
     checkpoint_every: int = 10,
     resume: bool = False,
     checkpoint_extra: dict | None = None,
@@ -155,9 +283,10 @@ def prequential(
     verbose : int, default=1
         Show a tqdm progress bar (rows per second, running value of the first metric)
         when attached to a terminal and tqdm is installed; 0 is silent.
-    checkpoint : path, default=None
+    checkpoint : path or Checkpoint, default=None
         Save the model and the stream position there every ``checkpoint_every`` chunks
-        and at the end (see :func:`skocl.save`).
+        and at the end (see :func:`skocl.save`). A ``Checkpoint`` object brings its own
+        interval and data, and ignores ``checkpoint_every`` and ``checkpoint_extra``.
     checkpoint_every : int, default=10
         Chunks between checkpoints.
     resume : bool, default=False
@@ -176,6 +305,10 @@ def prequential(
         Scores per chunk; ``result.estimator`` is the model (the restored one when
         resuming).
 
+    See Also
+    --------
+    iter_prequential : The same loop, one record at a time.
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -191,76 +324,33 @@ def prequential(
     True
     """
     scorers = _scorers(metrics) if metrics != () else {}
+    if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+        checkpoint = Checkpoint(checkpoint, every=checkpoint_every, extra=checkpoint_extra)
     result = PrequentialResult(list(scorers))
-    skip = 0
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        from ._persist import load, read_meta
+    start = 0
+    if resume and checkpoint is not None and checkpoint.exists():
+        estimator, position = checkpoint.resume(module=_user_module(estimator))
+        result = PrequentialResult(list(scorers), position["records"])
+        start = position["chunks_done"]
 
-        position = read_meta(checkpoint)["extra"]
-        estimator = load(checkpoint, module=_user_module(estimator))
-        result.records = position["records"]
-        skip = position["chunks_done"]
-
-    totals = {name: 0.0 for name in scorers}
-    scored_rows = dict.fromkeys(scorers, 0)
-    for rec in result.records:
-        for name in scorers:
-            if not math.isnan(rec[name]):
-                totals[name] += rec[name] * rec["rows"]
-                scored_rows[name] += rec["rows"]
-    rows_seen = result.records[-1]["rows_seen"] if result.records else 0
-
-    bar = _progress(verbose)
-    try:
-        for i, chunk in enumerate(chunks):
-            X, y = (chunk.X, chunk.y) if isinstance(chunk, StreamChunk) else chunk
-            if i < skip:
-                continue
-            t0 = time.perf_counter()
-            rec: dict[str, Any] = {"chunk": i, "rows": len(y)}
-            fitted = _is_fitted(estimator)
-            for name, scorer in scorers.items():
-                value = float(scorer(estimator, X, y)) if fitted else math.nan
-                rec[name] = value
-                if not math.isnan(value):
-                    totals[name] += value * len(y)
-                    scored_rows[name] += len(y)
-                rec[f"running_{name}"] = (
-                    totals[name] / scored_rows[name] if scored_rows[name] else math.nan
-                )
-            if learn:
-                if fitted or classes is None:
-                    estimator.partial_fit(X, y)
-                else:
-                    estimator.partial_fit(X, y, classes=classes)
-                rows_seen += len(y)
-            rec["rows_seen"] = rows_seen
-            rec["seconds"] = time.perf_counter() - t0
-            result.records.append(rec)
+    first = result.metrics[0] if scorers else None
+    records = iter_prequential(
+        estimator, chunks, metrics=scorers, classes=classes, learn=learn, start=start
+    )
+    with progress_bar(verbose) as bar:
+        for record in records:
+            rec = result.add(record)
             if on_chunk is not None:
                 on_chunk(rec)
-            if bar is not None:
-                bar.update(len(y))
-                if scorers:
-                    first = result.metrics[0]
-                    bar.set_postfix({first: f"{rec[f'running_{first}']:.4f}"}, refresh=False)
-            if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                _save_checkpoint(estimator, checkpoint, i + 1, result, checkpoint_extra)
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.update(rec["rows"], first and {first: f"{rec[f'running_{first}']:.4f}"})
+            done = rec["chunk"] + 1
+            if checkpoint is not None and checkpoint.due(done):
+                checkpoint.write(estimator, {"chunks_done": done, "records": result.records})
     if checkpoint is not None and result.records:
         done = result.records[-1]["chunk"] + 1
-        _save_checkpoint(estimator, checkpoint, done, result, checkpoint_extra)
+        checkpoint.write(estimator, {"chunks_done": done, "records": result.records})
     result.estimator = estimator
     return result
-
-
-def _save_checkpoint(estimator, path, chunks_done: int, result, extra) -> None:
-    from ._persist import save
-
-    position = {"chunks_done": chunks_done, "records": result.records}
-    save(estimator, path, extra={**(extra or {}), **position})
 
 
 def _user_module(estimator):
@@ -281,13 +371,3 @@ def _is_fitted(estimator) -> bool:
     except NotFittedError:
         return False
     return True
-
-
-def _progress(verbose: int):
-    if not verbose or not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(unit=" rows", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
