@@ -12,16 +12,22 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import numpy as np
+from scipy import sparse
 from sklearn import get_config
 from sklearn.base import _fit_context
+from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.utils import Bunch, get_tags
 from sklearn.utils._user_interface import _print_elapsed_time
 from sklearn.utils.metadata_routing import process_routing
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
+
+from ._readers import StreamChunk, StreamError
 
 __all__ = ["StreamPipeline", "make_stream_pipeline"]
 
@@ -79,6 +85,132 @@ def _intermediate_mode(name: str, step) -> str | None:
             f"partial_fit{hint}."
         ) from None
     return _APPLY
+
+
+# skocl's networks compute in float32 by default; a larger magnitude becomes inf there,
+# and in a running scaler it inflates scale_ for good.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _takes_missing(steps) -> bool:
+    """Whether the first real step declares (sklearn's ``allow_nan`` tag) that it
+    takes NaN. Composite steps route columns to parts that check for themselves."""
+    for _, step in steps:
+        if _is_passthrough(step):
+            continue
+        if isinstance(step, Pipeline):
+            return _takes_missing(step.steps)
+        if isinstance(step, (ColumnTransformer, FeatureUnion)):
+            return True
+        try:
+            return bool(get_tags(step).input_tags.allow_nan)
+        except AttributeError:  # not a scikit-learn estimator: it decides
+            return True
+    return True
+
+
+def _float_columns(X) -> tuple[np.ndarray, list[int], list[Any] | None] | None:
+    """The columns of ``X`` that hold floats, as a 2-D float64 array, with their
+    positions in ``X`` and, for a DataFrame, their names; None when there are none."""
+    if hasattr(X, "select_dtypes") and hasattr(X, "columns"):  # pandas
+        cols = [j for j, dt in enumerate(X.dtypes) if getattr(dt, "kind", "O") in "fc"]
+        if not cols:
+            return None
+        part = X.iloc[:, cols].to_numpy(dtype=np.float64, na_value=np.nan)
+        return part, cols, [X.columns[j] for j in cols]
+    arr = X if isinstance(X, np.ndarray) else np.asarray(X)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        return None
+    if arr.dtype.kind in "fc":
+        return arr.real, list(range(arr.shape[1])), None
+    if arr.dtype.kind != "O":
+        return None  # integers, booleans and text cannot overflow or be NaN
+    found, cols = [], []
+    for j in range(arr.shape[1]):  # mixed columns (categories and numbers)
+        try:
+            found.append(arr[:, j].astype(np.float64))
+        except (TypeError, ValueError):
+            continue
+        cols.append(j)
+    return (np.column_stack(found), cols, None) if cols else None
+
+
+def _bad_mask(values: np.ndarray, allow_nan: bool) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(values) <= _FLOAT32_MAX)  # NaN compares False
+    if allow_nan:
+        bad &= ~np.isnan(values)
+    return bad
+
+
+def _describe(value: float) -> str:
+    if np.isnan(value):
+        return "missing value (NaN)"
+    if np.isinf(value):
+        return f"{value} is not finite"
+    return f"{value:.6g} is beyond float32's range (largest magnitude {_FLOAT32_MAX:.4g})"
+
+
+def _check_chunk_values(X, *, allow_nan: bool, names=None, chunk: StreamChunk | None = None):
+    """Refuse a chunk holding ``inf``, a magnitude beyond float32's, or (unless
+    ``allow_nan``) NaN, naming the first such value's place, before any step runs."""
+    if sparse.issparse(X):
+        coo = sparse.coo_array(X)
+        bad = _bad_mask(coo.data.astype(np.float64, copy=False), allow_nan)
+        if not bad.any():
+            return
+        order = np.lexsort((coo.col[bad], coo.row[bad]))[0]
+        row, col = int(coo.row[bad][order]), int(coo.col[bad][order])
+        value, n_bad, frame_names = float(coo.data[bad][order]), int(bad.sum()), None
+    else:
+        found = _float_columns(X)
+        if found is None:
+            return
+        values, cols, frame_names = found
+        bad = _bad_mask(values, allow_nan)
+        if not bad.any():
+            return
+        row, j = (int(i) for i in np.argwhere(bad)[0])
+        col, value, n_bad = cols[j], float(values[row, j]), int(bad.sum())
+        if frame_names is not None:
+            frame_names = frame_names[j]
+    if frame_names is not None:
+        column = str(frame_names)
+    elif names is not None and col < len(names):
+        column = str(names[col])
+    else:
+        column = None
+    more = f" ({n_bad} such values in the chunk)" if n_bad > 1 else ""
+    advice = "fix or drop the row"
+    if np.isnan(value):
+        advice += (
+            ", or impute missing values in a first step that takes NaN (e.g. a fitted "
+            "SimpleImputer)"
+        )
+    reason = (
+        f"{_describe(value)}{more}. The StreamPipeline refused the whole chunk before "
+        f"any step learned from it; {advice}."
+    )
+    where_col = f"column {column!r}" if column is not None else f"column index {col}"
+    if chunk is not None and chunk.rows is not None:
+        unit = "row" if chunk.source.lower().endswith(_PARQUET_SUFFIXES) else "line"
+        line = int(chunk.rows[row])
+        raise StreamError(
+            f"{chunk.source}, {unit} {line}, {where_col}: {reason}",
+            source=chunk.source,
+            line=line,
+            column=column if column is not None else str(col),
+        )
+    if chunk is not None:
+        raise StreamError(
+            f"{chunk.source}, chunk {chunk.index}, row {row} of the chunk, {where_col}: {reason}",
+            source=chunk.source,
+            column=column if column is not None else str(col),
+        )
+    raise ValueError(f"row {row}, {where_col}: {reason}")
 
 
 def _restore(snapshots) -> None:
@@ -190,6 +322,21 @@ class StreamPipeline(Pipeline):
     unchanged when its ``partial_fit`` raises, as
     :class:`~skocl.OnlineFineTuneClassifier` does.
 
+    **Values no step learns from.** ``partial_fit`` and ``fit`` screen the chunk
+    once, before the first step, and refuse all of it when a float holds ``inf``
+    or ``-inf``, a finite value whose magnitude exceeds float32's largest
+    (3.4e38, e.g. ``1e39``), or NaN while the first step does not take missing
+    values (its ``allow_nan`` tag is False; a ``ColumnTransformer`` or
+    ``FeatureUnion`` first lets its parts decide). The check is the pipeline's,
+    not each step's: ``StandardScaler`` alone accepts ``1e39`` (it is a finite
+    float64) and would learn ``scale_`` of about 3.8e37, which ruins that feature
+    for good, while only the pipeline sees the raw chunk and, for a
+    :class:`~skocl.stream.StreamChunk`, where its rows came from. Values that a
+    step produces are that step's and the next step's business; the
+    transaction above undoes any update when a later step refuses them. float32
+    is the bound because skocl's networks compute in float32 by default, where
+    such a value becomes ``inf``; no real feature in raw units comes near it.
+
     Examples
     --------
     >>> import numpy as np
@@ -211,6 +358,23 @@ class StreamPipeline(Pipeline):
     >>> bool(pipe.score(X[1500:], y[1500:]) > 0.8)
     True
     """
+
+    def _screen(self, X, y):
+        """Unpack a :class:`~skocl.stream.StreamChunk`; refuse values no step may learn."""
+        chunk = None
+        if isinstance(X, StreamChunk):
+            if y is not None:
+                raise ValueError(
+                    "X is a StreamChunk, which carries its labels: pass y=None (got both)."
+                )
+            chunk, X, y = X, X.X, X.y
+        _check_chunk_values(
+            X,
+            allow_nan=_takes_missing(self.steps),
+            names=getattr(self, "feature_names_in_", None),
+            chunk=chunk,
+        )
+        return X, y
 
     def _route_partial_fit(self, params: dict, plan: list):
         """Check ``params`` and give a function ``(idx, name) -> Bunch`` of the keyword
@@ -298,12 +462,23 @@ class StreamPipeline(Pipeline):
         anything raises, the intermediate steps are restored to their state before
         the call.
 
+        Before any step runs, the chunk is screened (see *Values no step learns
+        from* in the class Notes): ``inf``, a magnitude beyond float32's range, or
+        NaN when the first step does not take missing values, and the whole chunk
+        is refused with a :class:`ValueError` naming the row and the column (for a
+        :class:`~skocl.stream.StreamChunk` read from a file, a
+        :class:`~skocl.stream.StreamError` naming the file, the line and the column).
+
         Parameters
         ----------
-        X : iterable
-            The chunk. Must fulfil the input requirements of the first step.
+        X : iterable or StreamChunk
+            The chunk. Must fulfil the input requirements of the first step. A
+            :class:`~skocl.stream.StreamChunk` from the readers of
+            :mod:`skocl.stream` is unpacked (its ``X`` and ``y``), and errors about
+            its values name the file and line it came from.
         y : iterable, default=None
-            Its targets, given to every ``partial_fit``.
+            Its targets, given to every ``partial_fit``; None when ``X`` is a
+            ``StreamChunk``.
         **params : dict of str -> object
             - If ``enable_metadata_routing=False`` (default): a key without ``__``,
               such as ``classes`` or ``sample_weight``, goes to the final
@@ -323,6 +498,7 @@ class StreamPipeline(Pipeline):
             The pipeline, updated.
         """
         self._validate_steps()
+        X, y = self._screen(X, y)
         plan = [
             (idx, name, step, _intermediate_mode(name, step))
             for idx, name, step in self._iter(with_final=False, filter_passthrough=False)
@@ -356,10 +532,11 @@ class StreamPipeline(Pipeline):
 
         Parameters
         ----------
-        X : iterable
-            Training data. Must fulfil the input requirements of the first step.
+        X : iterable or StreamChunk
+            Training data. Must fulfil the input requirements of the first step;
+            screened as by :meth:`partial_fit`, before any step is fitted.
         y : iterable, default=None
-            Training targets.
+            Training targets; None when ``X`` is a ``StreamChunk``.
         **params : dict of str -> object
             Parameters of the steps' ``fit``, as for
             :meth:`sklearn.pipeline.Pipeline.fit` (``name__param`` keys, or
@@ -378,6 +555,7 @@ class StreamPipeline(Pipeline):
         predicting exactly as before. This costs one deep copy of every step's
         state per call.
         """
+        X, y = self._screen(X, y)
         with _all_or_nothing(self):
             return super().fit(X, y, **params)
 

@@ -562,3 +562,158 @@ def test_failed_fit_predict_and_fit_transform_restore_every_step(digits, method)
         assert fitted_attrs(step).keys() == attrs.keys()
         for k, v in attrs.items():
             np.testing.assert_array_equal(getattr(step, k), v, err_msg=k)
+
+
+# ------------------------------------------------------------ values no step learns from
+def _learned(pipe):
+    """Every step's fitted attributes, and the classifier's weights."""
+    out = [{k: np.copy(v) for k, v in fitted_attrs(s).items()} for _, s in pipe.steps[:-1]]
+    return out, state(pipe[-1])
+
+
+def _assert_unchanged(pipe, before):
+    steps, weights = before
+    for (_, step), attrs in zip(pipe.steps[:-1], steps, strict=True):
+        assert fitted_attrs(step).keys() == attrs.keys()
+        for k, v in attrs.items():
+            np.testing.assert_array_equal(getattr(step, k), v, err_msg=k)
+    assert_same_state(state(pipe[-1]), weights)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (1e39, r"1e\+39 is beyond float32's range"),
+        (-1e300, r"-1e\+300 is beyond float32's range"),
+        (np.inf, "inf is not finite"),
+        (-np.inf, "-inf is not finite"),
+    ],
+)
+def test_out_of_range_value_is_refused_before_any_step_learns(digits, value, message):
+    X, y = digits
+    pipe = make_stream_pipeline(StandardScaler(), make_clf())
+    pipe.partial_fit(X[:CHUNK], y[:CHUNK], classes=CLASSES)
+    before = _learned(pipe)
+    Xc = X[CHUNK : 2 * CHUNK].copy()
+    Xc[3, 5] = value
+    Xc[7, 1] = value  # a second one, counted but not named
+    with pytest.raises(ValueError, match=rf"row 3, column index 5: {message}.* \(2 such values"):
+        pipe.partial_fit(Xc, y[CHUNK : 2 * CHUNK])
+    _assert_unchanged(pipe, before)
+    assert pipe[0].scale_.max() < 1e3  # not 3.8e37
+
+    # fit screens the same way and leaves the fitted pipeline as it was.
+    with pytest.raises(ValueError, match=message):
+        pipe.fit(Xc, y[CHUNK : 2 * CHUNK])
+    _assert_unchanged(pipe, before)
+
+
+def test_largest_float32_itself_is_accepted(digits):
+    X, y = digits
+    Xc = X[:CHUNK].copy()
+    Xc[0, 0] = float(np.finfo(np.float32).max)
+    pipe = make_stream_pipeline(MaxAbsScaler(), make_clf())
+    pipe.partial_fit(Xc, y[:CHUNK], classes=CLASSES)
+    assert pipe[0].max_abs_[0] == np.finfo(np.float32).max
+
+
+def test_the_error_names_dataframe_columns(digits):
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    frame = pd.DataFrame(X[:CHUNK], columns=[f"px{j}" for j in range(X.shape[1])])
+    frame["city"] = "Oslo"  # a text column is not screened
+    frame.loc[4, "px9"] = np.inf
+    pipe = StreamPipeline([("scale", StandardScaler()), ("clf", make_clf())])
+    with pytest.raises(ValueError, match=r"row 4, column 'px9': inf is not finite"):
+        pipe.partial_fit(frame, y[:CHUNK], classes=CLASSES)
+    assert fitted_attrs(pipe.named_steps["scale"]) == {}
+
+
+def test_a_stream_chunk_gives_file_line_and_column(digits):
+    from skocl.stream import StreamChunk, StreamError
+
+    X, y = digits
+    Xc = X[:4].copy()
+    Xc[2, 3] = 1e39
+    lines = np.array([2, 3, 7, 8])  # line 4..6 were blank or dropped
+    pipe = make_stream_pipeline(StandardScaler(), make_clf())
+    chunk = StreamChunk(Xc, y[:4], "day2.csv", 2, 0, lines)
+    with pytest.raises(StreamError, match=r"^day2\.csv, line 7, column index 3: 1e\+39") as err:
+        pipe.partial_fit(chunk, classes=CLASSES)
+    assert (err.value.source, err.value.line, err.value.column) == ("day2.csv", 7, "3")
+    assert fitted_attrs(pipe[0]) == {}
+
+    parquet = StreamChunk(Xc, y[:4], "day2.parquet", 2, 0, lines)
+    with pytest.raises(StreamError, match=r"^day2\.parquet, row 7, column index 3"):
+        pipe.partial_fit(parquet, classes=CLASSES)
+    in_memory = StreamChunk(Xc, y[:4], "<ndarray>", None, 5, None)
+    with pytest.raises(StreamError, match=r"^<ndarray>, chunk 5, row 2 of the chunk"):
+        pipe.partial_fit(in_memory, classes=CLASSES)
+    with pytest.raises(ValueError, match="pass y=None"):
+        pipe.partial_fit(chunk, y[:4], classes=CLASSES)
+
+    # A clean chunk is unpacked: X and y both come from it.
+    clean = StreamChunk(X[:CHUNK], y[:CHUNK], "day2.csv", 2, 0, np.arange(2, 2 + CHUNK))
+    pipe.partial_fit(clean, classes=CLASSES)
+    twin = make_stream_pipeline(StandardScaler(), make_clf())
+    twin.partial_fit(X[:CHUNK], y[:CHUNK], classes=CLASSES)
+    np.testing.assert_array_equal(pipe.predict_proba(X), twin.predict_proba(X))
+
+
+def test_a_stream_chunk_from_a_reader_is_located(tmp_path, digits):
+    from skocl.stream import StreamError, read_csv
+
+    X, y = digits
+    path = tmp_path / "d.csv"
+    rows = ["a,b,label"] + [f"{X[i, 20]},{X[i, 21]},{y[i]}" for i in range(40)]
+    rows[6] = "1e39,1.0,3"  # line 7 of the file
+    path.write_text("\n".join(rows) + "\n")
+    pipe = make_stream_pipeline(StandardScaler(), make_clf())
+    try:
+        chunks = list(read_csv(path, target="label", chunksize=16))
+    except StreamError as exc:  # a reader that refuses the value itself is fine too
+        assert exc.line == 7
+        return
+    with pytest.raises(StreamError, match=r"d\.csv, line 7, column"):
+        pipe.partial_fit(chunks[0], classes=CLASSES)
+    assert fitted_attrs(pipe[0]) == {}
+
+
+def test_nan_is_refused_unless_the_first_step_takes_missing_values(digits):
+    from sklearn.impute import SimpleImputer
+
+    X, y = digits
+    Xc = X[:CHUNK].copy()
+    Xc[6, 2] = np.nan
+    pca_first = make_stream_pipeline(IncrementalPCA(5), make_clf())
+    with pytest.raises(ValueError, match=r"row 6, column index 2: missing value \(NaN\)"):
+        pca_first.partial_fit(Xc, y[:CHUNK], classes=CLASSES)
+    assert fitted_attrs(pca_first[0]) == {}
+
+    imputed = make_stream_pipeline(SimpleImputer().fit(X), StandardScaler(), make_clf())
+    imputed.partial_fit(Xc, y[:CHUNK], classes=CLASSES)
+    assert not np.isnan(imputed[1].mean_).any()
+    # A value beyond float32 is still refused, whatever the first step.
+    Xc[0, 0] = 1e39
+    with pytest.raises(ValueError, match="float32"):
+        imputed.partial_fit(Xc, y[:CHUNK])
+
+
+def test_sparse_and_mixed_object_chunks_are_screened(digits):
+    import scipy.sparse as sp
+
+    X, y = digits
+    Xs = sp.lil_matrix(X[:CHUNK])
+    Xs[9, 30] = -np.inf
+    Xs = Xs.tocsr()
+    pipe = make_stream_pipeline(MaxAbsScaler(), make_clf())
+    with pytest.raises(ValueError, match=r"row 9, column index 30: -inf"):
+        pipe.partial_fit(Xs, y[:CHUNK], classes=CLASSES)
+    assert fitted_attrs(pipe[0]) == {}
+
+    mixed = np.empty((3, 2), dtype=object)
+    mixed[:, 0] = ["red", "blue", "red"]
+    mixed[:, 1] = [1.0, 1e39, 2.0]
+    final = StreamPipeline([("f", FunctionTransformer()), ("clf", SGDClassifier())])
+    with pytest.raises(ValueError, match=r"row 1, column index 1: 1e\+39"):
+        final.partial_fit(mixed, [0, 1, 0], classes=[0, 1])
