@@ -12,10 +12,18 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+from _readers_util import (
+    GOOD,
+    check_error,
+    concat,
+    parse_in_small_blocks,
+    with_row,
+    write_csv,
+    write_text,
+)
 
 from skocl._readers import (
     BadRowReport,
-    StreamChunk,
     StreamError,
     _csv,
     iter_chunks,
@@ -27,44 +35,17 @@ from skocl._readers import (
 FEATURES = ["f0", "f1", "f2", "f3"]
 
 
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Make pyarrow parse 4 KiB at a time, so that small files span many blocks."""
+    parse_in_small_blocks(monkeypatch)
+
+
 def make_frame(n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({name: np.round(rng.standard_normal(n), 4) for name in FEATURES})
     frame["y"] = rng.integers(0, 3, n)
     return frame
-
-
-def write_csv(path, frame: pd.DataFrame) -> str:
-    frame.to_csv(path, index=False)
-    return str(path)
-
-
-def write_text(path, text: str) -> str:
-    path.write_text(text)
-    return str(path)
-
-
-def concat(chunks: list[StreamChunk]) -> tuple[np.ndarray, np.ndarray]:
-    return np.vstack([c.X for c in chunks]), np.concatenate([c.y for c in chunks])
-
-
-def check_error(exc: StreamError, path: str, line: int | None, column: str | None) -> None:
-    """The error names the file, the line and the column, in its message and fields."""
-    message = str(exc)
-    assert os.path.basename(path) in message
-    assert exc.source == path
-    assert exc.line == line
-    assert exc.column == column
-    if line is not None:
-        assert f"line {line}," in message or f"line {line}:" in message
-    if column is not None:
-        assert repr(column) in message
-
-
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Make pyarrow parse 4 KiB at a time, so that small files span many blocks."""
-    monkeypatch.setattr(_csv, "_CSV", _csv._CsvFormat(block_size=4096))
 
 
 # --------------------------------------------------------------------- plain reading
@@ -235,15 +216,6 @@ def test_header_only_file_yields_nothing_and_an_empty_file_is_an_error(tmp_path)
 
 
 # ------------------------------------------------------------------------ bad input
-
-GOOD = "a,b,y\n" + "".join(f"{i},{i}.5,{i % 2}\n" for i in range(40))
-
-
-def with_row(line: int, row: str, text: str = GOOD) -> str:
-    """``text`` with physical line ``line`` replaced by ``row``."""
-    lines = text.splitlines(keepends=True)
-    lines[line - 1] = row + "\n"
-    return "".join(lines)
 
 
 @pytest.mark.parametrize(
@@ -440,17 +412,23 @@ def test_typed_and_checked_paths_agree(tmp_path, monkeypatch):
     path = write_text(tmp_path / "edge.csv", text)
 
     def read(target, features):
-        chunks = list(read_csv(path, target=target, features=features, allow_nan=True))
-        return chunks[0].X, chunks[0].y
+        # -inf and Infinity are bad values (not finite): both paths must skip them.
+        stream = read_csv(
+            path, target=target, features=features, allow_nan=True, on_bad_rows="skip"
+        )
+        chunks = list(stream)
+        return chunks[0].X, chunks[0].y, stream.report.rows
 
     for target, features in [("flag", ["a", "b"]), ("label", ["b"]), ("n", ["a"])]:
-        X, y = read(target, features)
+        X, y, dropped = read(target, features)
         monkeypatch.setattr(_csv, "_CSV", _csv._CsvFormat(always_check=True))
-        X_checked, y_checked = read(target, features)
+        X_checked, y_checked, dropped_checked = read(target, features)
         monkeypatch.undo()
         np.testing.assert_array_equal(X, X_checked)
         np.testing.assert_array_equal(y, y_checked)
         assert y.dtype == y_checked.dtype
+        assert dropped == dropped_checked
+        assert [line for _, line, _, _ in dropped] == ([3, 5] if "b" in features else [])
 
 
 def test_a_moved_missing_or_new_column_in_a_later_file(tmp_path):

@@ -28,18 +28,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._files import _Header, _open_files
-from ._lines import _blank_rows, _LineTracker, _open_text, _row_heights
+from ._lines import (
+    _blank_rows,
+    _LineTracker,
+    _not_utf8,
+    _open_text,
+    _row_heights,
+    _unclosed_quote,
+)
 from ._screen import (
     _arrow_type,
     _cast_locating,
     _casts,
     _check_same_columns,
+    _Item,
     _Layout,
     _parse_text,
     _settle,
     _settle_block,
 )
-from ._types import BadRowReport, StreamChunk, _arrow, _fail, _Options
+from ._types import FLOAT32_MAX, BadRowReport, StreamChunk, _arrow, _fail, _Options
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -103,6 +111,16 @@ def _read_csv_header(path: str) -> tuple[list[str], int]:
                 names = next(reader)
             except StopIteration:
                 raise _fail(path, None, None, "the file is empty (no header line)") from None
+            bad = _not_utf8(names)
+            if bad is not None:
+                field, line, byte = bad
+                raise _fail(
+                    path,
+                    line,
+                    None,
+                    f"the header is not valid UTF-8: byte 0x{byte:02x} in field {field} "
+                    "(save the file as UTF-8)",
+                )
             return names, reader.line_num
     except csv.Error as exc:
         raise _fail(path, 1, None, f"cannot read the header: {exc}") from None
@@ -237,8 +255,57 @@ def _infer_kinds(fmt: _CsvFormat, files: list[str], layout: _Layout, opts: _Opti
         layout.kinds[name] = kind
 
 
-def _fields_item(line: int | None, n_fields: int, fields: int | None):
-    return (line, None, f"expected {n_fields} fields, saw {fields}", False)
+def _with_last(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, bool]]:
+    """Each batch with whether it is the file's last; the next one is read first."""
+    pending = next(batches, None)
+    if pending is None:
+        return
+    for batch in batches:
+        yield pending, False
+        pending = batch
+    yield pending, True
+
+
+def _parser_items(
+    path: str,
+    n_fields: int,
+    rejected: list[tuple[int | None, int | None, int | None]],
+    last_row: tuple[int, int] | None = None,
+    at_end: bool = False,
+) -> tuple[list[_Item], bool]:
+    """The bad rows pyarrow's parser found, and whether the last delivered row is one.
+
+    ``rejected`` holds the rows with a wrong number of fields as (first line, lines,
+    fields). At the end of a file (``at_end``), its last record, ``last_row`` (first
+    line, lines) or the last rejected row, is checked for a quote that never closes:
+    pyarrow then reads everything after the quote as one value, so that record is
+    where an unclosed quote ends up. Only a record of several lines is checked (a
+    file that ends with a newline puts one in the unclosed value), since the check
+    reads the file again up to that record.
+    """
+    items: list[_Item] = [
+        (start, None, f"expected {n_fields} fields, saw {fields}", False)
+        for start, _, fields in rejected
+    ]
+    if not at_end:
+        return items, False
+    records = [(s, h, k) for k, (s, h, _) in enumerate(rejected) if s is not None]
+    if last_row is not None:
+        records.append((*last_row, -1))
+    if not records:
+        return items, False
+    start, height, k = max(records)
+    end = _unclosed_quote(path, start) if height is None or height > 1 else None
+    if end is None:
+        return items, False
+    reason = (
+        f"a quote opened on this line is never closed: lines {start}-{end}, to the end "
+        "of the file, were read as one row"
+    )
+    if k < 0:
+        return [*items, (start, None, reason, False)], True
+    items[k] = (start, None, reason, False)
+    return items, False
 
 
 def _iter_csv_file(
@@ -262,12 +329,24 @@ def _iter_csv_file(
         while True:
             tracker.reported = 0
             types = {n: pa.binary() for n in names} if checked else typed
+            batches = _arrow_csv_batches(
+                path, names, types, tracker.on_invalid_row, done, block_size
+            )
             try:
-                for batch in _arrow_csv_batches(
-                    path, names, types, tracker.on_invalid_row, done, block_size
-                ):
+                for batch, last in _with_last(batches):
+                    n = batch.num_rows
                     heights = _row_heights(batch, names if checked else text_columns)
-                    lines, rejected = tracker.place(heights, batch.num_rows)
+                    lines, rejected = tracker.place(heights, n)
+                    if last:
+                        height = 1 if heights is None or not n else int(heights[-1])
+                        row = (int(lines[-1]), height) if n else None
+                        extra, drop = _parser_items(
+                            path, len(names), rejected + tracker.leftover(), row, True
+                        )
+                        if drop:
+                            batch, lines = batch.slice(0, n - 1), lines[:-1]
+                    else:
+                        extra, _ = _parser_items(path, len(names), rejected)
                     arrays, failures = {}, {}
                     for name in used:
                         arr = batch.column(name)
@@ -287,9 +366,9 @@ def _iter_csv_file(
                         lines,
                         unit="line",
                         blank=_blank_rows(batch),
-                        extra=[_fields_item(line, len(names), f) for line, f in rejected],
+                        extra=extra,
                     )
-                    done += batch.num_rows
+                    done += n
             except pa.ArrowInvalid as exc:
                 if fmt.row_too_long(exc, block_size):
                     block_size *= 4
@@ -309,8 +388,11 @@ def _iter_csv_file(
                 raise _fail(
                     path, tracker.next_line, None, f"cannot read the file: {exc}"
                 ) from None
+            finally:
+                batches.close()
             break
-        items = [_fields_item(line, len(names), f) for line, f in tracker.leftover()]
+        # Rows pyarrow rejected in a file that delivered none.
+        items, _ = _parser_items(path, len(names), tracker.leftover(), None, True)
         if items:
             empty = np.zeros(0, dtype=np.int64)
             yield from _settle(path, None, empty, empty.astype(bool), items, opts, "line")
@@ -328,6 +410,7 @@ def read_csv(
     allow_nan: bool = False,
     as_frame: bool = False,
     report: BadRowReport | None = None,
+    max_abs: float = FLOAT32_MAX,
 ) -> Iterator[StreamChunk]:
     """Read labelled rows from CSV files in chunks, with memory bounded by the chunk.
 
@@ -358,6 +441,13 @@ def read_csv(
     report : BadRowReport, default=None
         Where dropped rows are recorded; a new one when None. Either way it is the
         ``report`` attribute of the returned iterator.
+    max_abs : float, default=3.4028234663852886e+38
+        The largest magnitude a feature value may have: a larger one is a bad value,
+        like a missing one. The default is float32's largest value, since skocl's
+        networks compute in float32 by default and a larger value becomes ``inf``
+        there. For a model with ``dtype="float64"``, pass
+        ``numpy.finfo(numpy.float64).max`` to let every finite value through.
+        ``inf`` and ``-inf`` are bad values whatever the bound.
 
     Returns
     -------
@@ -388,7 +478,11 @@ def read_csv(
     that later holds ``2.5`` has a bad row.
 
     Bad rows are: a wrong number of fields, a value that does not read as its
-    column's type, a missing target, a missing feature unless ``allow_nan``. Empty
+    column's type, a missing target, a missing feature unless ``allow_nan``, an
+    infinite value (``inf``, ``-inf``, ``1e400``) in a feature or a float target, a
+    feature beyond ``max_abs`` (``1e39``, ``1e300`` by default), and a quote that is
+    never closed (the row then runs to the end of the file; the error and the report
+    give the lines it took, from-to). Empty
     fields and pyarrow's null markers (``NA``, ``NaN``, ``null``...) are missing. A
     row whose every field is empty (a blank line) holds nothing and is passed over,
     as pandas and pyarrow do, without counting as bad. Every later file must have the
@@ -420,5 +514,7 @@ def read_csv(
     >>> [(line, column, reason) for _, line, column, reason in stream.report.rows]
     [(3, 'b', "cannot read 'x' as a number"), (4, None, 'expected 3 fields, saw 2')]
     """
-    opts = _Options.checked(target, chunksize, features, on_bad_rows, allow_nan, as_frame, report)
+    opts = _Options.checked(
+        target, chunksize, features, on_bad_rows, allow_nan, as_frame, report, max_abs
+    )
     return _open_files(_CSV, paths, opts)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._csv import read_csv
+from ._files import _directory_error
 from ._memory import _is_pandas_frame, _is_polars_frame, iter_chunks
 from ._parquet import read_parquet
 from ._types import StreamChunk
@@ -18,6 +19,8 @@ _CSV_SUFFIXES = (".csv", ".csv.gz", ".gz", ".txt", ".txt.gz")
 
 
 def _format_of(path: str) -> str:
+    if os.path.isdir(path):
+        raise _directory_error(path)
     name = path.lower()
     if name.endswith(_PARQUET_SUFFIXES):
         return "parquet"

@@ -52,6 +52,16 @@ class _FileFormat(Protocol):
         """Blocks of good rows of the used columns, with the line of each row."""
 
 
+def _directory_error(name: str) -> StreamError:
+    example = os.path.join(name, "*.csv")
+    return _fail(
+        name,
+        None,
+        None,
+        f"is a directory, not a data file (a pattern such as {example!r} reads the files in it)",
+    )
+
+
 def _resolve_paths(paths: Any) -> list[str]:
     """One path, a list of paths or glob patterns -> existing files, patterns sorted."""
     if isinstance(paths, (str, os.PathLike)):
@@ -70,6 +80,8 @@ def _resolve_paths(paths: Any) -> list[str]:
             if not matches:
                 raise _fail(name, None, None, "the pattern matches no file")
             files.extend(matches)
+        elif os.path.isdir(name):
+            raise _directory_error(name)
         else:
             raise _fail(name, None, None, "no such file")
     return files

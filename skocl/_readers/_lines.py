@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -28,12 +29,81 @@ if TYPE_CHECKING:
 def _open_text(path: str) -> io.TextIOWrapper:
     pa = _arrow()[0]
     # utf-8-sig: pyarrow drops a byte order mark, so the header must match without it.
+    # surrogateescape keeps a byte that is not UTF-8 visible (as U+DC80..U+DCFF) for
+    # the header check, without failing the whole read at it.
     return io.TextIOWrapper(
         pa.input_stream(path, compression="detect"),
         encoding="utf-8-sig",
-        errors="replace",
+        errors="surrogateescape",
         newline="",
     )
+
+
+def _line_breaks(text: str) -> int:
+    """Line breaks in ``text``: ``\\n``, ``\\r\\n`` and a lone ``\\r`` count one each."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+def _not_utf8(names: list[str]) -> tuple[int, int, int] | None:
+    """(field, line within the header, byte) of the first byte that is not UTF-8."""
+    breaks = 0
+    for field, name in enumerate(names, 1):
+        for at, char in enumerate(name):
+            if "\udc80" <= char <= "\udcff":
+                return field, 1 + breaks + _line_breaks(name[:at]), ord(char) - 0xDC00
+        breaks += _line_breaks(name)
+    return None
+
+
+_MAX_FIELD = (1 << 31) - 1
+
+# Characters that can change the state of a CSV record.
+_SPECIAL = re.compile(r'[",\r\n]')
+
+
+def _unclosed_quote(path: str, start: int) -> int | None:
+    """The last line of the file when the record on line ``start`` never closes a quote.
+
+    None when the record ends. It follows pyarrow's rules: a quote opens a quoted
+    field only as its first character, ``""`` inside one is a quote, and after the
+    closing quote the field goes on to the next delimiter. It reads from line
+    ``start`` on, so it is only asked about the last record of a file, which is where
+    an unclosed quote ends up: pyarrow reads it and everything after it as one value.
+    """
+    with _open_text(path) as f:
+        for _ in range(start - 1):
+            if not f.readline():
+                return None
+        quoted = False
+        closing = -2  # position of a quote inside a quoted field: a close, or half of ""
+        field_start = 0
+        offset = 0
+        breaks = 0
+        last = ""
+        while piece := f.read(1 << 20):
+            # A \r\n split between two pieces is one line break.
+            breaks += _line_breaks(piece) - (last == "\r" and piece[0] == "\n")
+            last = piece[-1]
+            for match in _SPECIAL.finditer(piece):
+                char, at = match.group(), offset + match.start()
+                if quoted:
+                    if char == '"':
+                        closing = -2 if at == closing + 1 else at
+                        continue
+                    if closing < 0:
+                        continue  # a delimiter or a newline inside the quotes
+                    quoted = False  # the quote at ``closing`` closed the field
+                if char == '"':
+                    if at == field_start:
+                        quoted, closing = True, -2
+                elif char == ",":
+                    field_start = at + 1
+                else:
+                    return None
+            offset += len(piece)
+        if not quoted or closing >= 0:
+            return None
+        return start + breaks - (last in "\r\n")
 
 
 def _malformed_rows(path: str, n_fields: int) -> Iterator[tuple[int, int, int]]:
@@ -42,6 +112,10 @@ def _malformed_rows(path: str, n_fields: int) -> Iterator[tuple[int, int, int]]:
     The standard csv module splits records as pyarrow does; it runs only when pyarrow
     has rejected a row, and only as far as the rows being placed.
     """
+    # pyarrow reads a value as long as its largest block; so must the csv module here,
+    # whose default limit (128 KiB) would stop at a long unclosed quote. The limit is
+    # the module's, process-wide: it is only ever raised.
+    csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))
     with _open_text(path) as f:
         reader = csv.reader(f)
         try:
@@ -83,7 +157,10 @@ class _LineTracker:
     def place(
         self, heights: np.ndarray | None, n: int
     ) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        """Lines of the next ``n`` rows, and the rejected rows met among them."""
+        """Lines of the next ``n`` rows, and the rejected rows met among them.
+
+        A rejected row is (first line, number of lines, number of fields).
+        """
         if heights is None:
             base = self.next_line + np.arange(n, dtype=np.int64)
             end = self.next_line + n
@@ -93,7 +170,7 @@ class _LineTracker:
             np.cumsum(heights[:-1], out=base[1:])
             base[1:] += self.next_line
             end = self.next_line + int(heights.sum())
-        rejected: list[tuple[int, int]] = []
+        rejected: list[tuple[int, int, int]] = []
         shift = 0
         bumps = np.zeros(n + 1, dtype=np.int64)
         last = 0
@@ -106,7 +183,7 @@ class _LineTracker:
             bumps[at] += height
             shift += height
             last = at
-            rejected.append((start, fields))
+            rejected.append(span)
             self.located += 1
             self._peeked = None
         self.next_line = end + shift
@@ -119,14 +196,14 @@ class _LineTracker:
         if self._spans is not None:
             self._spans.close()  # type: ignore[attr-defined]
 
-    def leftover(self) -> list[tuple[int | None, int | None]]:
+    def leftover(self) -> list[tuple[int | None, int | None, int | None]]:
         """Rejected rows after the last delivered row (at the end of the file)."""
-        rest: list[tuple[int | None, int | None]] = []
+        rest: list[tuple[int | None, int | None, int | None]] = []
         while self.reported > self.located:
             span = self._peek()
             self.located += 1
             self._peeked = None
-            rest.append((None, None) if span is None else (span[0], span[2]))
+            rest.append((None, None, None) if span is None else span)
         return rest
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._files import _Header, _open_files
 from ._screen import _arrow_type, _cast_locating, _Layout, _settle_block
-from ._types import _KIND_TEXT, BadRowReport, StreamChunk, _arrow, _fail, _Options
+from ._types import _KIND_TEXT, FLOAT32_MAX, BadRowReport, StreamChunk, _arrow, _fail, _Options
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -143,6 +143,7 @@ def read_parquet(
     allow_nan: bool = False,
     as_frame: bool = False,
     report: BadRowReport | None = None,
+    max_abs: float = FLOAT32_MAX,
 ) -> Iterator[StreamChunk]:
     """Read labelled rows from Parquet files in chunks.
 
@@ -167,6 +168,9 @@ def read_parquet(
         Yield ``X`` as a pandas DataFrame; text columns then stay text.
     report : BadRowReport, default=None
         Where dropped rows are recorded; the ``report`` attribute of the iterator.
+    max_abs : float, default=3.4028234663852886e+38
+        The largest magnitude a feature value may have (float32's largest by
+        default), as in :func:`read_csv`; ``inf`` and ``-inf`` are always bad values.
 
     Returns
     -------
@@ -196,5 +200,7 @@ def read_parquet(
     ...                                                             chunksize=2)]
     [([1.0, 3.0], ['no', 'yes']), ([5.0], ['no'])]
     """
-    opts = _Options.checked(target, chunksize, features, on_bad_rows, allow_nan, as_frame, report)
+    opts = _Options.checked(
+        target, chunksize, features, on_bad_rows, allow_nan, as_frame, report, max_abs
+    )
     return _open_files(_ParquetFormat(), paths, opts)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._types import _KIND_TEXT, _arrow, _fail, _Options, _show
+from ._types import _KIND_TEXT, FLOAT32_MAX, _arrow, _fail, _Options, _show
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -191,6 +191,24 @@ def _missing(arr: pa.Array, kind: str) -> np.ndarray | None:
     return None
 
 
+def _out_of_range(arr: pa.Array, bound: float) -> np.ndarray | None:
+    """Rows of a float column holding infinity or a magnitude beyond ``bound``."""
+    values = arr.to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        mask = (np.abs(values) > bound) | np.isinf(values)
+    return mask if mask.any() else None
+
+
+def _range_reason(value: float, bound: float, target: bool) -> str:
+    if np.isinf(value):
+        return f"{'target value' if target else 'value'} {value} is not finite"
+    if bound == FLOAT32_MAX:
+        limit = f"float32's range (largest magnitude {bound:.4g}; max_abs sets the bound)"
+    else:
+        limit = f"max_abs={bound:.6g}"
+    return f"{value:.6g} is beyond {limit}"
+
+
 # ------------------------------------------------------------------ screening
 
 # A bad row found in a block: (line, column or None, reason, stops the stream whatever
@@ -210,11 +228,13 @@ def _screen(
     """Sort the rows of a block into good ones and bad ones.
 
     A row is charged to its first faulty column in file order: a value that does not
-    convert, a missing target, or a missing feature when NaN is not allowed.
+    convert, a missing target, a missing feature when NaN is not allowed, or a float
+    that is infinite or (for a feature) beyond ``max_abs``.
     """
     n = len(lines)
     culprit = np.full(n, -1, dtype=np.intp)
     unreadable = np.zeros(n, dtype=bool)
+    wild = np.zeros(n, dtype=bool)
     if blank is not None:
         culprit[blank] = -2
     used = layout.used
@@ -228,10 +248,21 @@ def _screen(
             miss = _missing(arrays[name], layout.kinds[name])
             if miss is not None:
                 culprit[miss & (culprit == -1)] = j
+        if layout.kinds[name] == "float":
+            bound = np.inf if name == layout.target else opts.max_abs
+            out = _out_of_range(arrays[name], bound)
+            if out is not None:
+                hit = out & (culprit == -1)
+                culprit[hit] = j
+                wild |= hit
     items: list[_Item] = []
     for i in np.flatnonzero(culprit >= 0):
         name = used[culprit[i]]
-        if unreadable[i]:
+        if wild[i]:
+            value = float(arrays[name][i].as_py())
+            reason = _range_reason(value, opts.max_abs, name == layout.target)
+            items.append((int(lines[i]), name, reason, False))
+        elif unreadable[i]:
             value = raw[name][i].as_py() if raw is not None else None
             fatal = name in layout.not_numeric
             reason = f"cannot read {_show(value)} as {_KIND_TEXT[layout.kinds[name]]}"

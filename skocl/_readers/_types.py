@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 # Rows kept in BadRowReport.rows; BadRowReport.count keeps counting past it.
 MAX_REPORTED_ROWS = 1000
 
+# skocl's networks compute in float32 by default, where a larger magnitude becomes inf:
+# the readers' default bound on feature values (max_abs).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 _POLICIES = ("raise", "skip")
 _KIND_TEXT = {"float": "a number", "int": "an integer", "bool": "a boolean", "string": "text"}
 
@@ -212,6 +216,7 @@ class _Options:
     allow_nan: bool
     as_frame: bool
     report: BadRowReport
+    max_abs: float = FLOAT32_MAX
 
     @classmethod
     def checked(
@@ -223,11 +228,18 @@ class _Options:
         allow_nan: bool,
         as_frame: bool,
         report: BadRowReport | None,
+        max_abs: float = FLOAT32_MAX,
     ) -> _Options:
         """The options of a call, or the error that names the bad argument."""
         _check_chunksize(chunksize)
         if on_bad_rows not in _POLICIES:
             raise ValueError(f"on_bad_rows must be 'raise' or 'skip', got {on_bad_rows!r}")
+        if (
+            isinstance(max_abs, bool)
+            or not isinstance(max_abs, (int, float, np.integer, np.floating))
+            or not max_abs > 0
+        ):
+            raise ValueError(f"max_abs must be a positive number, got {max_abs!r}")
         if features is not None:
             features = list(features)
             if len(set(features)) != len(features):
@@ -242,4 +254,5 @@ class _Options:
             bool(allow_nan),
             bool(as_frame),
             BadRowReport() if report is None else report,
+            float(max_abs),
         )
