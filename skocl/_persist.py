@@ -9,8 +9,13 @@ A model file is a zip archive:
 - ``steps.skops``: for a StreamPipeline, its steps before the classifier, read back with
   ``skops.io.loads`` and a list of trusted types.
 
-Loading never unpickles arbitrary objects. A user-defined ``nn.Module`` is not stored as
-code: pass ``module=`` to :func:`load` (or list its class in ``trusted``).
+Loading never unpickles arbitrary objects and checks before it uses: the archive (one
+member of each name, each inflated within a limit), the metadata's structure, the
+declared sizes against the stored weights, and every class named by the file (only
+``nn.Module`` classes or river drift detectors, by their own name, from skocl, river or
+``trusted``). Every failure is a one-line :class:`~skocl.exceptions.ModelFileError`.
+A user-defined ``nn.Module`` is not stored as code: pass ``module=`` to :func:`load` (or
+list its class in ``trusted``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import importlib
 import io
 import json
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,22 +33,12 @@ import torch
 from torch import nn
 
 from ._version import __version__
+from .exceptions import ModelFileError
 
 FORMAT = "skocl-model"
 # Bumped whenever what a model file holds changes; load reads this version only.
 # 2: skocl 0.1.0 (the learner's state is saved by its components).
 FORMAT_VERSION = 2
-
-# Transformers a StreamPipeline file may hold without the user trusting them by name.
-DEFAULT_TRUSTED = [
-    "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.preprocessing._data.MinMaxScaler",
-    "sklearn.preprocessing._data.MaxAbsScaler",
-    "sklearn.preprocessing._data.Normalizer",
-    "sklearn.decomposition._incremental_pca.IncrementalPCA",
-    "sklearn.feature_extraction.text.HashingVectorizer",
-    "sklearn.kernel_approximation.RBFSampler",
-]
 
 
 def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
@@ -69,7 +65,7 @@ def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Pa
     >>> import skocl
     >>> X = np.random.RandomState(0).rand(40, 3)
     >>> y = np.array(["a", "b"] * 20)
-    >>> clf = skocl.OnlineFineTuneClassifier(max_iter=5, random_state=0).fit(X, y)
+    >>> clf = skocl.OnlineFineTuneClassifier(random_state=0).partial_fit(X, y, ["a", "b"])
     >>> path = os.path.join(tempfile.mkdtemp(), "model.skocl")
     >>> _ = skocl.save(clf, path)
     >>> again = skocl.load(path)
@@ -121,9 +117,14 @@ def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Pa
 
 def read_meta(path: str | os.PathLike) -> dict:
     """The metadata of a model file (parameters, fitted attributes, ``extra``), checked
-    for format and version."""
-    with _open(path) as zf:
-        return _read_meta(zf, path)
+    for format, version and structure; the tensors are not read.
+
+    Raises
+    ------
+    skocl.exceptions.ModelFileError
+        If the file is not a model file this skocl reads.
+    """
+    return _parse_meta(_read_members(path, only=("meta.json",))["meta.json"], path)
 
 
 def load(
@@ -135,6 +136,11 @@ def load(
 ):
     """Load a model saved by :func:`save`; no pickle, no code from the file is run.
 
+    Everything in the file is checked before it is used: the archive's members and their
+    inflated sizes, the metadata's structure, the declared sizes (features, hidden layers,
+    classes) against the stored weights, and the names of classes to import, which must be
+    ``nn.Module`` classes (or river drift detectors) that skocl or ``trusted`` allows.
+
     Parameters
     ----------
     path : str or path-like
@@ -144,8 +150,10 @@ def load(
         ``nn.Module`` instance or a skorch net (its weights are then loaded into a copy).
     trusted : list of str, default=None
         Fully qualified names of further types the file may hold: a user's ``nn.Module``
-        class saved by name (``"package.module.ClassName"``), or pipeline steps beyond
-        skocl's default list (sklearn scalers, IncrementalPCA, HashingVectorizer).
+        class or river drift detector saved by name (``"package.module.ClassName"``), or
+        pipeline steps beyond those skops trusts by default (which are every public
+        scikit-learn estimator, NumPy and ``scipy.special`` ufuncs, and plain Python and
+        NumPy values; see :ref:`persistence`).
     device : str, default=None
         Where to put the network. None keeps the saved ``device`` when it is available
         here and uses the CPU otherwise, so a model trained on a GPU loads anywhere.
@@ -154,45 +162,146 @@ def load(
     -------
     estimator : OnlineFineTuneClassifier or StreamPipeline
         The fitted model, ready to predict or to continue with ``partial_fit``.
+
+    Raises
+    ------
+    skocl.exceptions.ModelFileError
+        A ``ValueError`` with a one-line message naming the file and the problem, for a
+        damaged or malformed file, another format version, or an untrusted type.
+    FileNotFoundError
+        If there is no file at ``path``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> import skocl
+    >>> X = np.random.RandomState(0).rand(40, 3)
+    >>> clf = skocl.OnlineFineTuneClassifier(random_state=0).partial_fit(X, [0, 1] * 20, [0, 1])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.skocl")
+    >>> _ = skocl.save(clf, path)
+    >>> skocl.load(path).n_features_in_
+    3
+    >>> with open(path, "r+b") as f:
+    ...     _ = f.truncate(1000)
+    >>> skocl.load(path)
+    Traceback (most recent call last):
+    ...
+    skocl.exceptions.ModelFileError: ...: not a skocl model file (not a readable zip archive) ...
     """
     trusted = list(trusted or [])
-    with _open(path) as zf:
-        meta = _read_meta(zf, path)
-        state = torch.load(io.BytesIO(zf.read("state.pt")), weights_only=True, map_location="cpu")
-        clf = _load_classifier(meta["classifier"], state, module, trusted, device)
-        if meta["kind"] == "OnlineFineTuneClassifier":
-            return clf
-        import skops.io as sio
+    members = _read_members(path)
+    meta = _parse_meta(members["meta.json"], path)
+    for name in ("state.pt", *(("steps.skops",) if meta["kind"] == "StreamPipeline" else ())):
+        if name not in members:
+            raise ModelFileError(f"{path} is not a complete skocl model file (no {name}).")
+    tensors = _read_tensors(members["state.pt"], path)
+    clf = _load_classifier(meta["classifier"], tensors, module, trusted, device, path)
+    if meta["kind"] == "OnlineFineTuneClassifier":
+        return clf
+    from .pipeline import StreamPipeline
 
-        from .pipeline import StreamPipeline
-
-        data = zf.read("steps.skops")
-        untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in DEFAULT_TRUSTED]
-        unknown = [t for t in untrusted if t not in trusted]
-        if unknown:
-            raise ValueError(
-                f"{path} holds pipeline steps of types {unknown} that are not trusted; pass "
-                "them in trusted=[...] if you trust this file."
-            )
-        steps = sio.loads(data, trusted=untrusted + DEFAULT_TRUSTED)
+    steps = _read_steps(members["steps.skops"], meta["steps"], trusted, path)
+    try:
         return StreamPipeline([*steps, (meta["steps"][-1], clf)], **meta["pipeline_params"])
+    except (TypeError, ValueError) as exc:
+        raise _error(path, "its pipeline cannot be rebuilt", exc) from exc
 
 
 # --------------------------------------------------------------------------- internals
-def _open(path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, IsADirectoryError) as exc:
-        raise ValueError(f"{path} is not a skocl model file (not a zip archive).") from exc
+# What a member may inflate to. meta.json is text (parameters, labels, feature names);
+# the other members are written uncompressed by save, so a genuine file never needs more
+# than its own size, and the slack only serves files that were recompressed.
+META_LIMIT = 64 * 2**20
+SLACK = 64 * 2**20
+_MEMBERS = ("meta.json", "state.pt", "steps.skops")
+_KINDS = ("OnlineFineTuneClassifier", "StreamPipeline")
+# Without the number of stored weights to bound it, a user module's input width is at
+# most this (a probe row of this width is built on load).
+_MAX_FREE_FEATURES = 2**20
 
 
-def _read_meta(zf: zipfile.ZipFile, path) -> dict:
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    return f"{type(exc).__name__}: {line[:200]}" if line else type(exc).__name__
+
+
+def _error(path, problem: str, exc: BaseException | None = None) -> ModelFileError:
+    return ModelFileError(f"{path}: {problem}" + (f" ({_one_line(exc)})" if exc else "") + ".")
+
+
+def _read_members(path, only: tuple[str, ...] = _MEMBERS) -> dict[str, bytes]:
+    """The members of a model file, checked and each inflated within its limit."""
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path} is a directory, not a skocl model file.")
+    size = os.path.getsize(path)  # FileNotFoundError for a missing file, as open() gives
     try:
-        meta = json.loads(zf.read("meta.json"))
-    except KeyError as exc:
-        raise ValueError(f"{path} is not a skocl model file (no meta.json).") from exc
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a skocl model file (format {meta.get('format')!r}).")
+        zf = zipfile.ZipFile(path)
+    except Exception as exc:  # BadZipFile, OSError, ValueError, ... from a damaged file
+        raise _error(path, "not a skocl model file (not a readable zip archive)", exc) from exc
+    with zf:
+        infos = zf.infolist()
+        names = [info.filename for info in infos]
+        for name in names:
+            if names.count(name) > 1:
+                raise ModelFileError(
+                    f"{path} holds two members named {name!r}; a model file has one of each."
+                )
+            if name not in _MEMBERS:
+                raise ModelFileError(
+                    f"{path} is not a skocl model file (unexpected member {name!r}; a model "
+                    f"file holds {', '.join(_MEMBERS)})."
+                )
+        if "meta.json" not in names:
+            raise ModelFileError(f"{path} is not a skocl model file (no meta.json).")
+        out = {}
+        for info in infos:
+            if info.filename not in only:
+                continue
+            limit = META_LIMIT if info.filename == "meta.json" else size + SLACK
+            if info.file_size > limit:
+                raise ModelFileError(
+                    f"{path}: {info.filename} would inflate to {info.file_size} bytes, more "
+                    f"than the {limit} skocl allows for it in a file of {size} bytes."
+                )
+            try:
+                with zf.open(info) as member:
+                    # The declared size bounds what zipfile inflates; read no further.
+                    data = member.read(limit + 1)
+            except Exception as exc:  # bad CRC, bad header, encryption, unknown method
+                raise _error(path, f"{info.filename} is damaged", exc) from exc
+            if len(data) > limit:
+                raise ModelFileError(f"{path}: {info.filename} inflates beyond {limit} bytes.")
+            out[info.filename] = data
+    return out
+
+
+def _check_inner_zip(data: bytes, name: str, path) -> None:
+    """state.pt and steps.skops are zip archives too: the same checks, before the reader
+    (torch, skops) inflates anything."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except Exception as exc:
+        raise _error(path, f"{name} is not a zip archive as skocl writes it", exc) from exc
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"{path}: {name} holds two records of the same name.")
+    inflated = sum(info.file_size for info in infos)
+    if inflated > len(data) + SLACK:
+        raise ModelFileError(
+            f"{path}: {name} would inflate to {inflated} bytes from {len(data)} bytes."
+        )
+
+
+def _parse_meta(raw: bytes, path) -> dict:
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise _error(path, "meta.json is not valid JSON", exc) from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelFileError(f"{path} is not a skocl model file (format {found!r}).")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         writer = meta.get("skocl_version", "unknown")
@@ -201,11 +310,104 @@ def _read_meta(zf: zipfile.ZipFile, path) -> dict:
             if isinstance(version, int) and version > FORMAT_VERSION
             else f"Load it with skocl {writer}, which wrote it."
         )
-        raise ValueError(
+        raise ModelFileError(
             f"{path} holds model format version {version} (written by skocl {writer}); "
             f"this skocl {__version__} reads model format version {FORMAT_VERSION} only. " + advice
         )
+    if meta.get("kind") not in _KINDS:
+        raise ModelFileError(
+            f"{path}: unknown kind {meta.get('kind')!r} in meta.json; expected one of "
+            f"{', '.join(_KINDS)}."
+        )
+    _expect(meta, "extra", dict, path)
+    data = _expect(meta, "classifier", dict, path)
+    for key in ("params", "module", "attrs"):
+        _expect(data, key, dict, path, "classifier.")
+    spec = data["module"]
+    if spec.get("kind") not in ("default", "class", "instance"):
+        raise ModelFileError(f"{path}: unknown module kind {spec.get('kind')!r} in meta.json.")
+    if spec["kind"] != "default":
+        _expect(spec, "class", str, path, "classifier.module.")
+    if meta["kind"] == "StreamPipeline":
+        steps = _expect(meta, "steps", list, path)
+        if not steps or not all(isinstance(name, str) for name in steps):
+            raise ModelFileError(f"{path}: meta.json's steps must be a list of step names.")
+        params = _expect(meta, "pipeline_params", dict, path)
+        if set(params) - {"verbose"}:
+            raise ModelFileError(f"{path}: unknown pipeline_params {sorted(params)}.")
     return meta
+
+
+def _expect(obj: dict, key: str, kind: type, path, where: str = ""):
+    value = obj.get(key)
+    if not isinstance(value, kind):
+        raise ModelFileError(
+            f"{path}: meta.json's {where}{key} is {type(value).__name__}, "
+            f"expected {kind.__name__}."
+        )
+    return value
+
+
+def _read_tensors(raw: bytes, path) -> dict:
+    _check_inner_zip(raw, "state.pt", path)
+    try:
+        tensors = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise ModelFileError(
+            f"{path}: state.pt holds objects other than tensors and plain values; skocl "
+            f"never loads those, as unpickling them could run code ({_one_line(exc)})."
+        ) from exc
+    except Exception as exc:
+        raise _error(path, "state.pt is damaged", exc) from exc
+    if not isinstance(tensors, dict) or not isinstance(tensors.get("module"), dict):
+        raise ModelFileError(f"{path}: state.pt does not hold the network's weights.")
+    # A tensor view may claim more elements than its storage holds (stride 0): refuse any
+    # such, so that no later copy can grow the memory beyond the file's own size.
+    stack = [tensors]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif isinstance(obj, torch.Tensor) and (
+            obj.layout != torch.strided
+            or obj.is_quantized
+            or obj.numel() * obj.element_size() > obj.untyped_storage().nbytes()
+        ):
+            raise ModelFileError(
+                f"{path}: state.pt holds a tensor of shape {tuple(obj.shape)} that is "
+                "not a plain dense tensor backed by its own data."
+            )
+    return tensors
+
+
+def _read_steps(raw: bytes, names: list[str], trusted: list[str], path) -> list:
+    import skops.io as sio
+
+    _check_inner_zip(raw, "steps.skops", path)
+    try:
+        untrusted = sio.get_untrusted_types(data=raw)
+    except Exception as exc:
+        raise _error(path, "steps.skops is damaged", exc) from exc
+    unknown = [t for t in untrusted if t not in trusted]
+    if unknown:
+        raise ModelFileError(
+            f"{path} holds pipeline steps of types {unknown} that are not trusted; pass "
+            "them in trusted=[...] if you trust this file."
+        )
+    try:
+        steps = sio.loads(raw, trusted=untrusted)
+    except Exception as exc:
+        raise _error(path, "steps.skops is damaged", exc) from exc
+    if (
+        not isinstance(steps, list)
+        or len(steps) != len(names) - 1
+        or any(not isinstance(s, (list, tuple)) or len(s) != 2 for s in steps)
+        or [s[0] for s in steps] != names[:-1]
+    ):
+        raise ModelFileError(f"{path}: steps.skops does not hold the steps {names[:-1]}.")
+    return [tuple(s) for s in steps]
 
 
 def _dump_classifier(clf) -> tuple[dict, bytes]:
@@ -217,8 +419,8 @@ def _dump_classifier(clf) -> tuple[dict, bytes]:
 
 
 def _params_to_json(clf) -> tuple[dict, dict]:
-    from ._classifier import _is_skorch_net
     from ._labels import labels_to_json
+    from ._modules import is_skorch_net
 
     params = clf.get_params(deep=False)
     module = params.pop("module")
@@ -227,7 +429,7 @@ def _params_to_json(clf) -> tuple[dict, dict]:
     elif isinstance(module, type):
         spec = {"kind": "class", "class": f"{module.__module__}.{module.__qualname__}"}
     else:
-        source = module.module_ if _is_skorch_net(module) else module
+        source = module.module_ if is_skorch_net(module) else module
         spec = {
             "kind": "instance",
             "class": f"{type(source).__module__}.{type(source).__qualname__}",
@@ -264,55 +466,177 @@ def _detector_to_json(detector) -> dict:
     return {"detector": f"{cls.__module__}.{cls.__qualname__}", "params": get_params()}
 
 
-def _params_from_json(params: dict, trusted: list[str] | None = None) -> dict:
-    from ._labels import labels_from_json
+def _params_from_json(params: dict, trusted: list[str], path) -> tuple[dict, tuple | None]:
+    """The parameters, with tuples and labels rebuilt; a drift detector is resolved to its
+    class (only a river drift detector class) and returned apart, not yet instantiated."""
 
-    out = {}
+    out, detector = {}, None
     for key, value in params.items():
         if isinstance(value, dict) and "detector" in value:
-            cls = _import_trusted(value["detector"], trusted or [], prefixes=("river.drift.",))
-            value = cls(**value["params"])
-        elif isinstance(value, dict) and "tuple" in value:
-            value = tuple(value["tuple"])
+            if not isinstance(value["detector"], str) or not isinstance(value.get("params"), dict):
+                raise ModelFileError(f"{path}: meta.json's {key} is not a detector and params.")
+            detector = (key, _detector_class(value["detector"], trusted, path), value["params"])
+            continue
+        if isinstance(value, dict) and "tuple" in value:
+            value = tuple(value["tuple"]) if isinstance(value["tuple"], list) else value
         elif isinstance(value, dict) and "labels" in value:
-            value = labels_from_json(value["labels"])
+            value = _labels(value["labels"], f"parameter {key}", path)
         out[key] = value
-    return out
+    return out, detector
 
 
-def _load_classifier(data: dict, state: dict, module, trusted: list[str], device):
+def _labels(data, what: str, path):
+    from ._labels import labels_from_json
+
+    try:
+        labels = labels_from_json(data)
+        if labels.ndim != 1:
+            raise ValueError(f"{labels.ndim}-dimensional")
+        unique = len(set(labels.tolist()))
+    except Exception as exc:
+        raise _error(path, f"meta.json's {what} is not a list of labels", exc) from exc
+    if unique != len(labels):
+        raise ModelFileError(f"{path}: meta.json's {what} repeats a label.")
+    return labels
+
+
+def _detector_class(qualified: str, trusted: list[str], path) -> type:
+    try:
+        from river.base import BinaryDriftDetector, DriftDetector
+    except ImportError as exc:
+        raise ModelFileError(
+            f"{path}: the model's drift detector {qualified} needs river: pip install river."
+        ) from exc
+    return _import_class(
+        qualified,
+        trusted,
+        ("river.drift.",),
+        (DriftDetector, BinaryDriftDetector),
+        "a river drift detector class",
+        path,
+    )
+
+
+def _import_class(qualified: str, trusted: list[str], prefixes, bases, what: str, path):
+    """The class named ``qualified``, imported only when its name is under ``prefixes`` or
+    in ``trusted``, and returned only when it is a class of ``bases`` of that exact name."""
+    if qualified not in trusted and not qualified.startswith(prefixes):
+        raise ModelFileError(
+            f"{path}: the model's class {qualified} is not trusted: pass "
+            f"trusted=[{qualified!r}] to import it (or, for a module, module=an instance)."
+        )
+    module_name, _, name = qualified.rpartition(".")
+    try:
+        if "__" in qualified:
+            raise ValueError("dunder names are never followed")
+        obj = importlib.import_module(module_name)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        raise _error(path, f"the model's class {qualified} cannot be imported", exc) from exc
+    if not (isinstance(obj, type) and issubclass(obj, bases)):
+        found = f"the class {obj.__qualname__}" if isinstance(obj, type) else type(obj).__name__
+        raise ModelFileError(f"{path}: {qualified} names {found}, not {what}.")
+    if f"{obj.__module__}.{obj.__qualname__}" != qualified:
+        raise ModelFileError(
+            f"{path}: {qualified} is another name for {obj.__module__}.{obj.__qualname__}; "
+            "a model file names a class by its own name."
+        )
+    return obj
+
+
+def _check_sizes(data: dict, params: dict, tensors: dict, module, path) -> None:
+    """Declared sizes against the stored weights, before any network is built."""
+    attrs = data["attrs"]
+    n = attrs.get("n_features_in_")
+    if type(n) is not int or n < 1:
+        raise ModelFileError(f"{path}: n_features_in_={n!r} is not a positive integer.")
+    n_classes = len(_labels(attrs.get("classes_"), "classes_", path))
+    names = attrs.get("feature_names_in_")
+    if names is not None and (
+        not isinstance(names, list)
+        or len(names) != n
+        or not all(isinstance(v, str) for v in names)
+    ):
+        raise ModelFileError(f"{path}: feature_names_in_ is not a list of {n} column names.")
+    weights = tensors["module"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise ModelFileError(f"{path}: state.pt's module is not a state dict of tensors.")
+    if module is None and data["module"]["kind"] == "default":
+        hidden = params.get("hidden_layer_sizes")
+        if isinstance(hidden, int) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        if not isinstance(hidden, (tuple, list)) or not all(
+            type(h) is int and h > 0 for h in hidden
+        ):
+            raise ModelFileError(
+                f"{path}: hidden_layer_sizes={hidden!r} is not a list of positive integers."
+            )
+        widths = [n, *hidden, n_classes]
+        expected = [(out, inp) for inp, out in zip(widths, widths[1:])]
+        stored = [tuple(t.shape) for t in weights.values() if t.ndim == 2]
+        if stored == expected:
+            return
+        if len(stored) != len(expected):
+            problem = (
+                f"hidden_layer_sizes={tuple(hidden)} declares {len(expected)} weight "
+                f"matrices, the file stores {len(stored)}"
+            )
+        elif stored[0][1] != n:
+            problem = f"n_features_in_={n}, the first layer's weights take {stored[0][1]}"
+        elif stored[-1][0] != n_classes:
+            problem = f"classes_ has {n_classes} labels, the head gives {stored[-1][0]} logits"
+        else:
+            problem = f"hidden_layer_sizes={tuple(hidden)}, the weights have shapes {stored}"
+        raise ModelFileError(
+            f"{path}: the declared sizes do not fit the stored weights: {problem}."
+        )
+    stored = sum(t.numel() for t in weights.values())
+    if n > max(stored, _MAX_FREE_FEATURES):
+        raise ModelFileError(
+            f"{path}: n_features_in_={n} is more than the network's {stored} stored weights."
+        )
+    if n_classes > stored:
+        raise ModelFileError(
+            f"{path}: classes_ has {n_classes} labels, more than the network's {stored} "
+            "stored weights."
+        )
+
+
+def _load_classifier(data: dict, tensors: dict, module, trusted: list[str], device, path):
     from ._classifier import OnlineFineTuneClassifier
 
-    params = _params_from_json(data["params"], trusted)
+    params, detector = _params_from_json(data["params"], trusted, path)
     spec = data["module"]
     if module is not None:
         params["module"] = module
     elif spec["kind"] == "class":
-        params["module"] = _import_trusted(spec["class"], trusted)
+        params["module"] = _import_class(
+            spec["class"], trusted, ("skocl.",), nn.Module, "a torch.nn.Module class", path
+        )
     elif spec["kind"] == "instance":
-        raise ValueError(
-            f"This model was built from a {spec['class']} instance: pass an instance of it "
-            "(any weights; they are replaced) as load(..., module=...)."
+        raise ModelFileError(
+            f"{path}: this model was built from a {spec['class']} instance: pass an instance "
+            "of it (any weights; they are replaced) as load(..., module=...)."
         )
-    if device is None:
-        wanted = torch.device(params["device"] if params["device"] != "auto" else "cpu")
-        here = wanted.type != "cuda" or (
-            torch.cuda.is_available() and (wanted.index or 0) < torch.cuda.device_count()
-        )
-        device = params["device"] if here else "cpu"
-    params["device"] = device
-    clf = OnlineFineTuneClassifier(**params)
-    return clf._import_state(data["attrs"], state)
-
-
-def _import_trusted(qualified: str, trusted: list[str], prefixes=("skocl.",)) -> type:
-    if qualified not in trusted and not qualified.startswith(prefixes):
-        raise ValueError(
-            f"The model's class {qualified} is not trusted: pass "
-            f"trusted=[{qualified!r}] to import it (or, for a module, module=an instance)."
-        )
-    module_name, _, name = qualified.rpartition(".")
-    obj = importlib.import_module(module_name)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
+    _check_sizes(data, params, tensors, module, path)
+    try:
+        if detector is not None:
+            key, cls, detector_params = detector
+            params[key] = cls(**detector_params)
+        if device is None:
+            saved = params.get("device")
+            wanted = torch.device(saved if saved != "auto" else "cpu")
+            here = wanted.type != "cuda" or (
+                torch.cuda.is_available() and (wanted.index or 0) < torch.cuda.device_count()
+            )
+            device = saved if here else "cpu"
+        params["device"] = device
+        clf = OnlineFineTuneClassifier(**params)
+        clf._validate_params()
+    except Exception as exc:
+        raise _error(path, "the saved parameters are not valid", exc) from exc
+    try:
+        return clf._import_state(data["attrs"], tensors)
+    except Exception as exc:  # the state does not fit the parameters: a malformed file
+        raise _error(path, "the saved state does not fit the model", exc) from exc

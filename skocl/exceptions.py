@@ -1,4 +1,4 @@
-"""Warnings raised by skocl."""
+"""Warnings and errors raised by skocl."""
 
 
 class SkoclWarning(UserWarning):
@@ -11,3 +11,9 @@ class NonFiniteStepWarning(SkoclWarning, RuntimeWarning):
 
 class DriftDetectionUnavailableWarning(SkoclWarning):
     """``drift_detector="auto"`` found no river installed: drift is not detected."""
+
+
+class ModelFileError(ValueError):
+    """A model file cannot be loaded: it is damaged or malformed, in another model format
+    version, or asks for a type that is not trusted. The message names the file and the
+    problem on one line."""

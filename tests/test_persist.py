@@ -1,7 +1,11 @@
 """skocl.save / skocl.load: round trips without pickle, and clear errors."""
 
+import functools
 import io
 import json
+import pickle
+import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -13,6 +17,7 @@ from torch import nn
 
 import skocl
 from skocl import OnlineFineTuneClassifier
+from skocl.exceptions import ModelFileError
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -102,7 +107,7 @@ def test_loading_never_runs_code_from_the_file(data, tmp_path):
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(evil, "w") as dst:
         dst.writestr("meta.json", src.read("meta.json"))
         dst.writestr("state.pt", buf.getvalue())
-    with pytest.raises(Exception, match="(?i)weights_only|unpickl|global"):
+    with pytest.raises(ModelFileError, match="objects other than tensors"):
         skocl.load(evil)
     assert not marker.exists()
 
@@ -197,3 +202,311 @@ def test_stream_pipeline_round_trip_and_untrusted_steps(data, tmp_path):
     np.testing.assert_array_equal(
         skocl.load(path, trusted=[name]).predict_proba(X), odd.predict_proba(X)
     )
+
+
+# --------------------------------------------------------------------------- malformed files
+# Every malformed model file gives a one-line ModelFileError (a ValueError) from load,
+# raised before anything large is allocated or any class named by the file is called.
+
+
+def members_of(path):
+    with zipfile.ZipFile(path) as zf:
+        return {info.filename: zf.read(info) for info in zf.infolist()}
+
+
+def write_members(path, members):
+    """A zip of (name, bytes) pairs, in order; a name may repeat."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in members:
+                zf.writestr(name, data)
+    return path
+
+
+def edited(path, dst, meta=None, **replace):
+    """A copy of the model file at ``path`` with meta.json edited by ``meta(dict)`` and
+    members replaced (``state_pt=bytes``)."""
+    members = members_of(path)
+    if meta is not None:
+        data = json.loads(members["meta.json"])
+        meta(data)
+        members["meta.json"] = json.dumps(data).encode()
+    for name, data in replace.items():
+        members[name.replace("_", ".")] = data
+    return write_members(dst, list(members.items()))
+
+
+def refused(path, match, **kwargs):
+    with pytest.raises(ModelFileError, match=match) as info:
+        skocl.load(path, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+@pytest.fixture
+def saved(data, tmp_path):
+    X, y = data
+    clf = OnlineFineTuneClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    return skocl.save(clf.fit(X, y), tmp_path / "m.skocl")
+
+
+def torch_bytes(obj):
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+class Payload:
+    """Unpickling this would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_payloads_in_state_pt_never_run(saved, tmp_path):
+    marker = tmp_path / "pwned"
+    as_torch = torch_bytes({"module": Payload(marker)})
+    refused(edited(saved, tmp_path / "a.skocl", state_pt=as_torch), "objects other than tensors")
+    # A bare pickle (torch's legacy format) is not read at all.
+    as_pickle = pickle.dumps({"module": Payload(marker)})
+    refused(edited(saved, tmp_path / "b.skocl", state_pt=as_pickle), "state.pt is not a zip")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("member", ["meta.json", "state.pt"])
+def test_a_flipped_byte_is_refused(saved, tmp_path, member):
+    raw = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as zf:
+        info = zf.getinfo(member)
+    # The member's data starts after its local header (30 bytes, name, extra field).
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    raw[start + info.compress_size // 2] ^= 0x55
+    flipped = tmp_path / "flipped.skocl"
+    flipped.write_bytes(bytes(raw))
+    refused(flipped, f"{member} is damaged.*CRC")
+
+
+def test_unknown_kind_and_malformed_metadata(saved, tmp_path):
+    def kind(meta):
+        meta["kind"] = "Pickle"
+
+    refused(edited(saved, tmp_path / "a.skocl", kind), "unknown kind 'Pickle'")
+
+    def no_params(meta):
+        meta["classifier"]["params"] = [1, 2]
+
+    refused(edited(saved, tmp_path / "b.skocl", no_params), "classifier.params is list")
+    refused(edited(saved, tmp_path / "c.skocl", meta_json=b"[" * 100000), "not valid JSON")
+    refused(edited(saved, tmp_path / "d.skocl", meta_json=b"\xff\xfe{"), "not valid JSON")
+
+    def bad_param(meta):
+        meta["classifier"]["params"]["activation"] = "os.system"
+
+    refused(edited(saved, tmp_path / "e.skocl", bad_param), "parameters are not valid.*activation")
+
+    def bad_state(meta):
+        meta["classifier"]["attrs"]["loss_curve_"] = "x"
+        del meta["classifier"]["attrs"]["n_iter_"]
+
+    refused(edited(saved, tmp_path / "f.skocl", bad_state), "saved state does not fit")
+
+
+def test_archive_structure_is_checked(saved, tmp_path):
+    members = members_of(saved)
+    twice = [*members.items(), ("meta.json", members["meta.json"])]
+    refused(write_members(tmp_path / "a.skocl", twice), "two members named 'meta.json'")
+    extra = [*members.items(), ("run.py", b"print(1)")]
+    refused(write_members(tmp_path / "b.skocl", extra), "unexpected member 'run.py'")
+    partial = [("meta.json", members["meta.json"])]
+    refused(write_members(tmp_path / "c.skocl", partial), r"no state\.pt")
+    refused(tmp_path, "is a directory")
+    with pytest.raises(FileNotFoundError):
+        skocl.load(tmp_path / "missing.skocl")
+    truncated = tmp_path / "t.skocl"
+    truncated.write_bytes(saved.read_bytes()[:-30])
+    refused(truncated, "not a skocl model file")
+
+
+def test_module_class_must_be_an_nn_module_class_of_that_name(saved, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(skocl._persist, "read_meta", lambda *a, **kw: calls.append(a))
+
+    def function(meta):
+        meta["classifier"]["module"] = {"kind": "class", "class": "skocl._persist.read_meta"}
+        meta["classifier"]["params"]["module_kwargs"] = {"path": "x"}
+
+    refused(edited(saved, tmp_path / "a.skocl", function), "names function, not a torch.nn")
+    assert calls == []
+
+    def alias(meta):
+        meta["classifier"]["module"] = {"kind": "class", "class": "skocl.TrunkHeadNet"}
+
+    refused(
+        edited(saved, tmp_path / "b.skocl", alias), r"another name for skocl\._\w+\.TrunkHeadNet"
+    )
+
+    def not_module(meta):
+        meta["classifier"]["module"] = {"kind": "class", "class": "skocl._persist.Path"}
+
+    refused(edited(saved, tmp_path / "e.skocl", not_module), "the class Path, not a torch")
+
+    def missing(meta):
+        meta["classifier"]["module"] = {"kind": "class", "class": "skocl.nowhere.Net"}
+
+    refused(edited(saved, tmp_path / "c.skocl", missing), "cannot be imported.*ModuleNotFound")
+
+    def dunder(meta):
+        meta["classifier"]["module"] = {"kind": "class", "class": "skocl.__builtins__.eval"}
+
+    refused(edited(saved, tmp_path / "d.skocl", dunder), "cannot be imported")
+
+
+def test_detector_must_be_a_river_detector_class_and_is_not_called_otherwise(
+    data, tmp_path, monkeypatch
+):
+    river_drift = pytest.importorskip("river.drift")
+    X, y = data
+    clf = OnlineFineTuneClassifier(max_iter=2, drift_detector=river_drift.ADWIN(delta=0.01))
+    path = skocl.save(clf.fit(X, y), tmp_path / "m.skocl")
+    back = skocl.load(path)
+    assert isinstance(back.drift_detector, river_drift.ADWIN)
+    assert back.drift_detector.delta == 0.01
+
+    calls = []
+    monkeypatch.setattr(
+        river_drift.DriftRetrainingClassifier, "__init__", lambda self, **kw: calls.append(kw)
+    )
+    marker = tmp_path / "pwned"
+
+    def detector(name, params):
+        def edit(meta):
+            meta["classifier"]["params"]["drift_detector"] = {"detector": name, "params": params}
+
+        return edit
+
+    not_detector = detector("river.drift.retrain.DriftRetrainingClassifier", {"model": None})
+    refused(edited(path, tmp_path / "a.skocl", not_detector), "not a river drift detector")
+    shell = detector("os.system", {"command": f"touch {marker}"})
+    refused(edited(path, tmp_path / "b.skocl", shell), "not trusted")
+    refused(edited(path, tmp_path / "c.skocl", shell), "not a river drift", trusted=["os.system"])
+    bad_params = detector("river.drift.adwin.ADWIN", {"delta": "x", "nope": 1})
+    refused(edited(path, tmp_path / "d.skocl", bad_params), "parameters are not valid")
+    assert calls == [] and not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        ({"n_features_in_": 10**12}, "n_features_in_=1000000000000, the first layer.* 6"),
+        ({"n_features_in_": -1}, "n_features_in_=-1 is not a positive integer"),
+        ({"n_features_in_": 6.0}, "n_features_in_=6.0 is not a positive integer"),
+        ({"hidden_layer_sizes": {"tuple": [12000]}}, r"hidden_layer_sizes=\(12000,\), the"),
+        ({"hidden_layer_sizes": {"tuple": [8, 8]}}, "declares 3 weight matrices, the file"),
+        ({"hidden_layer_sizes": {"tuple": [-8]}}, "not a list of positive integers"),
+        ({"classes_": 4}, "classes_ has 4 labels, the head gives 3 logits"),
+        ({"classes_": [0, 1, 1]}, "classes_ repeats a label"),
+        ({"feature_names_in_": ["a"]}, "feature_names_in_ is not a list of 6"),
+    ],
+)
+def test_declared_sizes_are_checked_against_the_stored_weights(saved, tmp_path, edit, match):
+    def apply(meta):
+        clf = meta["classifier"]
+        for key, value in edit.items():
+            if key == "hidden_layer_sizes":
+                clf["params"][key] = value
+            elif key == "classes_":
+                values = list(range(value)) if isinstance(value, int) else value
+                clf["attrs"][key] = {"dtype": "<i8", "values": values}
+            else:
+                clf["attrs"][key] = value
+
+    refused(edited(saved, tmp_path / "bad.skocl", apply), match)
+
+
+def test_user_module_sizes_have_generic_bounds(data, tmp_path):
+    X, y = data
+    clf = OnlineFineTuneClassifier(Net, max_iter=2, random_state=0).fit(X, y)
+    path = skocl.save(clf, tmp_path / "m.skocl")
+    trust = [f"{Net.__module__}.Net"]
+
+    def wide(meta):
+        meta["classifier"]["attrs"]["n_features_in_"] = 10**12
+
+    refused(edited(path, tmp_path / "a.skocl", wide), "more than the network's 83", trusted=trust)
+
+    def many(meta):
+        meta["classifier"]["attrs"]["classes_"] = {"dtype": "<i8", "values": list(range(100))}
+
+    refused(edited(path, tmp_path / "b.skocl", many), "100 labels, more than", trusted=trust)
+
+
+def test_tensor_views_larger_than_their_data_are_refused(saved, tmp_path):
+    state = torch.load(io.BytesIO(members_of(saved)["state.pt"]), weights_only=True)
+    state["rng"] = torch.zeros(1, dtype=torch.uint8).expand(10**12)
+    refused(edited(saved, tmp_path / "a.skocl", state_pt=torch_bytes(state)), "not a plain dense")
+    refused(edited(saved, tmp_path / "b.skocl", state_pt=torch_bytes([1])), "network's weights")
+
+
+def deflated_member(zf, name, head: bytes, size: int):
+    """Write ``head`` padded with spaces to ``size`` bytes, deflated (about 1000 to 1)."""
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info._compresslevel = 1
+    with zf.open(info, "w", force_zip64=True) as out:
+        out.write(head)
+        block = b" " * 2**20
+        for _ in range((size - len(head)) // len(block)):
+            out.write(block)
+
+
+def peak_memory_growth(call):
+    """How far the resident memory's peak rises during ``call()``, in MiB (Linux: the
+    peak is reset through /proc/self/clear_refs)."""
+
+    def peak():
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM"))
+        return int(line.split()[1]) / 1024
+
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before = peak()
+    call()
+    return peak() - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
+def test_sizes_are_checked_before_allocation_in_bounded_memory(saved, tmp_path):
+    members = members_of(saved)
+    meta = json.loads(members["meta.json"])
+    bomb = tmp_path / "bomb.skocl"  # meta.json: 100 MiB, deflated to about 400 KB
+    with zipfile.ZipFile(bomb, "w") as zf:
+        deflated_member(zf, "meta.json", json.dumps(meta).encode(), 100 * 2**20)
+        zf.writestr("state.pt", members["state.pt"])
+    assert bomb.stat().st_size < 1_000_000
+    inner = io.BytesIO()  # state.pt: a torch archive whose record inflates to 100 MiB
+    with zipfile.ZipFile(inner, "w") as zf:
+        deflated_member(zf, "archive/data/0", b"", 100 * 2**20)
+    inner_bomb = edited(saved, tmp_path / "inner.skocl", state_pt=inner.getvalue())
+
+    def huge(meta):  # 576 MB of weights if it were built
+        meta["classifier"]["params"]["hidden_layer_sizes"] = {"tuple": [12000, 12000]}
+
+    def wide(meta):
+        meta["classifier"]["attrs"]["n_features_in_"] = 10**12
+
+    files = [bomb, inner_bomb, edited(saved, tmp_path / "h.skocl", huge)]
+    files.append(edited(saved, tmp_path / "w.skocl", wide))
+    matches = [
+        r"meta.json would inflate to 10\d{7} bytes, more than the 67108864 skocl allows",
+        r"state.pt would inflate to 10\d{7} bytes from 4\d{5} bytes",
+        r"hidden_layer_sizes=\(12000, 12000\)",
+        "n_features_in_=1000000000000",
+    ]
+    for path, match in zip(files, matches):
+        assert peak_memory_growth(functools.partial(refused, path, match)) < 20
