@@ -141,25 +141,17 @@ FIT_PARAMS = (
 # The sweep: one parameter at a time around today's defaults, then a few combinations.
 SWEEP = (
     "head_lr=1e-3",
-    "head_lr=3e-3",
     "head_steps=0",
     "head_steps=1",
-    "trunk_lr=3e-4",
     "trunk_lr=3e-3",
     "trunk_epochs=2",
     "batch_size=32",
-    "batch_size=64",
     "memory_size=0",
-    "memory_size=500",
-    "memory_size=5000",
-    "lr=3e-3",
     "hidden_layer_sizes=(128,)",
-    "hidden_layer_sizes=(256,256)",
     "drift_detector=None",
     "head_lr=1e-3 trunk_epochs=2",
+    "head_lr=1e-3 trunk_lr=3e-3 batch_size=32",
     "head_steps=1 head_lr=3e-3 trunk_lr=3e-3",
-    "head_lr=1e-3 batch_size=64",
-    "head_steps=1 drift_detector=None",
 )
 
 QS_FIT, QS_END, QS_CHUNK = 500, 1500, 100
