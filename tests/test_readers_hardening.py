@@ -249,3 +249,27 @@ def test_open_stream_passes_max_abs_on(tmp_path):
         list(open_stream(path, target="y"))
     X, _ = concat(list(open_stream(path, target="y", max_abs=1e300)))
     assert X[3, 1] == 1e39 and os.path.exists(path)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_short_row_that_is_not_utf8_is_named_by_its_line(tmp_path):
+    # pyarrow cannot hand such a row to the handler that skips rows, so it stops there.
+    path = str(tmp_path / "bytes.csv")
+    with open(path, "wb") as f:
+        f.write(with_row(30, "7,\xff").encode("latin-1"))
+    for policy in ("raise", "skip"):
+        with pytest.raises(StreamError, match="byte 0xff, which is not UTF-8") as info:
+            list(read_csv(path, target="y", on_bad_rows=policy))
+        check_error(info.value, path, 30, None)
+        assert "expected 3 fields, saw 2" in str(info.value)
+
+
+def test_a_damaged_gzip_stream_is_named(tmp_path):
+    path = str(tmp_path / "cut.csv.gz")
+    packed = gzip.compress(("a,b,y\n" + "".join(f"{i},{i},1\n" for i in range(5000))).encode())
+    with open(path, "wb") as f:
+        f.write(packed[: len(packed) // 2])
+    stream = read_csv(path, target="y", chunksize=100)
+    with pytest.raises(StreamError, match="cannot read the file") as info:
+        list(stream)
+    assert info.value.source == path and path in str(info.value)

@@ -35,6 +35,7 @@ from ._lines import (
     _open_text,
     _row_heights,
     _unclosed_quote,
+    _unreadable_row,
 )
 from ._screen import (
     _arrow_type,
@@ -47,7 +48,7 @@ from ._screen import (
     _settle,
     _settle_block,
 )
-from ._types import FLOAT32_MAX, BadRowReport, StreamChunk, _arrow, _fail, _Options
+from ._types import FLOAT32_MAX, BadRowReport, StreamChunk, StreamError, _arrow, _fail, _Options
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -209,8 +210,8 @@ def _infer_kinds(fmt: _CsvFormat, files: list[str], layout: _Layout, opts: _Opti
             _check_same_columns(path, names, layout, "line")
         try:
             first = _first_rows(fmt, path, names, opts.chunksize)
-        except pa.ArrowInvalid as exc:
-            raise _fail(path, None, None, f"pyarrow cannot read the file: {exc}") from None
+        except (pa.ArrowException, OSError) as exc:
+            raise _parser_failure(path, len(names), None, exc) from None
         blank = _blank_rows(first.combine_chunks().to_batches()[0]) if first.num_rows else None
         if blank is not None:
             first = first.filter(pa.array(~blank))
@@ -308,6 +309,24 @@ def _parser_items(
     return items, False
 
 
+def _parser_failure(path: str, n_fields: int, line: int | None, exc: Exception) -> StreamError:
+    """The error for a file pyarrow stops reading at or after ``line`` (None: anywhere)."""
+    found = _unreadable_row(path, n_fields, line or 1) if "Expected" in str(exc) else None
+    if found is None and line is None:
+        return _fail(path, None, None, f"pyarrow cannot read the file: {exc}")
+    if found is None:
+        return _fail(path, line, None, f"pyarrow cannot read the file from this line on: {exc}")
+    at, fields, byte = found
+    return _fail(
+        path,
+        at,
+        None,
+        f"expected {n_fields} fields, saw {fields}, in a row with byte 0x{byte:02x}, which is "
+        "not UTF-8: such a row stops the reader whatever on_bad_rows says (save the file "
+        "as UTF-8)",
+    )
+
+
 def _iter_csv_file(
     fmt: _CsvFormat,
     path: str,
@@ -374,12 +393,7 @@ def _iter_csv_file(
                     block_size *= 4
                     continue
                 if checked:
-                    raise _fail(
-                        path,
-                        tracker.next_line,
-                        None,
-                        f"pyarrow cannot read the file from this line on: {exc}",
-                    ) from None
+                    raise _parser_failure(path, len(names), tracker.next_line, exc) from None
                 # A value the typed reader could not convert: go on from the same row on
                 # the checked path, which pins it to its line.
                 checked = True

@@ -160,9 +160,34 @@ def _read_files(
             layout = assembler.layout
             _check_same_columns(path, header.names, layout, fmt.unit)
             fmt.check_kinds(path, header, layout, opts)
+        yield from _guarded(fmt, path, header, layout, opts, assembler)
+
+
+def _guarded(
+    fmt: _FileFormat,
+    path: str,
+    header: _Header,
+    layout: _Layout,
+    opts: _Options,
+    assembler: _Assembler,
+) -> Iterator[StreamChunk]:
+    """The chunks of one file; what the format did not foresee still names the file.
+
+    A corrupt file (a damaged gzip stream, a Parquet page that does not decode) makes
+    pyarrow raise where the format cannot say which row is at fault: the error then
+    says after which row reading stopped.
+    """
+    pa = _arrow()[0]
+    last = None
+    try:
         for block, lines in fmt.blocks(path, header, layout, opts):
+            if len(lines):
+                last = int(lines[-1])
             yield from assembler.push(block, lines, path)
         yield from assembler.flush(path)
+    except (OSError, pa.ArrowException) as exc:
+        after = "" if last is None else f" after {fmt.unit} {last}"
+        raise _fail(path, None, None, f"cannot read the file{after}: {exc}") from None
 
 
 def _open_files(fmt: _FileFormat, paths: Any, opts: _Options) -> _ChunkStream:

@@ -106,8 +106,8 @@ def _unclosed_quote(path: str, start: int) -> int | None:
         return start + breaks - (last in "\r\n")
 
 
-def _malformed_rows(path: str, n_fields: int) -> Iterator[tuple[int, int, int]]:
-    """(first line, number of lines, number of fields) of each row with a wrong count.
+def _records(path: str) -> Iterator[tuple[int, int, list[str]]]:
+    """(first line, last line, fields) of every record after the header.
 
     The standard csv module splits records as pyarrow does; it runs only when pyarrow
     has rejected a row, and only as far as the rows being placed.
@@ -123,12 +123,31 @@ def _malformed_rows(path: str, n_fields: int) -> Iterator[tuple[int, int, int]]:
             start = reader.line_num + 1
             for record in reader:
                 end = reader.line_num
-                # An empty record is a blank line: pyarrow keeps it as a row of nulls.
-                if record and len(record) != n_fields:
-                    yield start, end - start + 1, len(record)
+                yield start, end, record
                 start = end + 1
         except (csv.Error, StopIteration):
             return
+
+
+def _malformed_rows(path: str, n_fields: int) -> Iterator[tuple[int, int, int]]:
+    """(first line, number of lines, number of fields) of each row with a wrong count."""
+    for start, end, record in _records(path):
+        # An empty record is a blank line: pyarrow keeps it as a row of nulls.
+        if record and len(record) != n_fields:
+            yield start, end - start + 1, len(record)
+
+
+def _unreadable_row(path: str, n_fields: int, line: int) -> tuple[int, int, int] | None:
+    """(first line, fields, byte) of the first row from ``line`` on with a wrong number
+    of fields and a byte that is not UTF-8: pyarrow cannot hand such a row to its
+    invalid-row handler (it decodes the row's text first), so it stops there."""
+    for start, end, record in _records(path):
+        if end < line or not record or len(record) == n_fields:
+            continue
+        bad = _not_utf8(record)
+        if bad is not None:
+            return start + bad[1] - 1, len(record), bad[2]
+    return None
 
 
 class _LineTracker:

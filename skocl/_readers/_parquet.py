@@ -83,7 +83,7 @@ class _ParquetFormat:
 
         try:
             schema = pq.read_schema(path)
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             raise _fail(path, None, None, f"not a readable Parquet file: {exc}") from None
         return _Header(list(schema.names), None, schema)
 
@@ -103,8 +103,10 @@ class _ParquetFormat:
 
         used = layout.used
         try:
-            parquet = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as exc:
+            # Pages written with checksums are checked: a damaged page is then an error,
+            # not wrong values.
+            parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        except (pa.ArrowException, OSError) as exc:
             raise _fail(path, None, None, f"not a readable Parquet file: {exc}") from None
         with parquet:
             row = 1
