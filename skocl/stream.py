@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sklearn.metrics import check_scoring, get_scorer
 
 from ._checkpoint import Checkpoint
@@ -200,7 +201,10 @@ def iter_prequential(
     estimator : estimator with partial_fit
         Updated in place.
     chunks : iterable of StreamChunk or (X, y) tuples
-        The stream, e.g. from :func:`open_stream`.
+        The stream, e.g. from :func:`open_stream`. When it names its columns (the
+        ``features`` attribute of the readers' streams), each ``X`` is passed on as a
+        pandas DataFrame with those names, so that the model keeps them as
+        ``feature_names_in_`` and refuses data whose columns are in another order.
     metrics : str, callable, sequence or dict, default=("accuracy",)
         As in :func:`prequential`; a dict maps names to scorers. ``()`` scores nothing.
     classes : array-like, default=None
@@ -234,6 +238,8 @@ def iter_prequential(
         X, y = (chunk.X, chunk.y) if isinstance(chunk, StreamChunk) else chunk
         if i < start:
             continue
+        # Known once the reader has read a header.
+        X = _with_feature_names(X, getattr(chunks, "features", None))
         t0 = time.perf_counter()
         rec: dict[str, Any] = {"chunk": i, "rows": len(y)}
         fitted = _is_fitted(estimator)
@@ -351,6 +357,25 @@ def prequential(
         checkpoint.write(estimator, {"chunks_done": done, "records": result.records})
     result.estimator = estimator
     return result
+
+
+def _with_feature_names(X, names: list[str] | None):
+    """``X`` as a DataFrame with the reader's column names, so that the model records
+    them (``feature_names_in_``) and later refuses data whose columns are in another
+    order. The DataFrame wraps the array without copying it."""
+    if (
+        names is None
+        or not isinstance(X, np.ndarray)
+        or X.ndim != 2
+        or X.shape[1] != len(names)
+        or not all(isinstance(name, str) for name in names)
+    ):
+        return X
+    try:
+        import pandas as pd
+    except ImportError:  # pandas is optional: the model then keeps no names
+        return X
+    return pd.DataFrame(X, columns=names, copy=False)
 
 
 def _user_module(estimator):
