@@ -1,7 +1,11 @@
 """The ``skocl`` command: demo, train, evaluate, predict.
 
 Exit codes: 0 success, 1 bad data or model (the message says which file, line and
-column), 2 bad command line.
+column), 2 bad command line (including a ``--resume`` that would not continue the run
+that wrote the checkpoint).
+
+This module imports only the standard library at the top, so that ``skocl --help``
+answers without loading torch; each command imports what it needs.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import os
 import sys
 import time
 
@@ -19,9 +24,23 @@ class _UsageError(Exception):
     pass
 
 
+class _NoData(ValueError):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _parse_param(text: str) -> tuple[str, object]:
     name, sep, raw = text.partition("=")
-    if not sep or not name:
+    if not sep or not name.strip():
         raise _UsageError(f"--param takes NAME=VALUE, got {text!r}")
     try:
         value = ast.literal_eval(raw)
@@ -34,7 +53,9 @@ def _add_data_args(p: argparse.ArgumentParser, target_required: bool = True) -> 
     p.add_argument("data", nargs="+", help="CSV (.csv, .csv.gz) or Parquet files, or a glob")
     p.add_argument("--target", required=target_required, help="name of the label column")
     p.add_argument("--features", help="comma-separated feature columns (default: all others)")
-    p.add_argument("--chunksize", type=int, default=10_000, help="rows per chunk (10000)")
+    p.add_argument(
+        "--chunksize", type=_positive_int, default=10_000, help="rows per chunk (10000)"
+    )
     p.add_argument(
         "--on-bad-rows",
         choices=("raise", "skip"),
@@ -59,7 +80,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="do not standardise features with a StandardScaler learned online",
     )
     p.add_argument("--classes", help="comma-separated label set (default: grows as labels appear)")
-    p.add_argument("--seed", type=int, default=0, help="random_state (0)")
+    p.add_argument("--seed", type=int, default=None, help="random_state (0)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -72,17 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="learn a drifting stream of generated data, against peers")
     p.add_argument("--png", default="skocl-demo.png", help="where to save the learning curves")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rows", type=int, default=12_000, help="rows in the stream (12000)")
+    p.add_argument("--rows", type=_positive_int, default=12_000, help="rows in the stream (12000)")
 
     p = sub.add_parser("train", help="learn from files chunk by chunk with partial_fit")
     _add_data_args(p)
     _add_model_args(p)
     p.add_argument("--model", default="model.skocl", help="model file to write (model.skocl)")
     p.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run from --model"
+        "--warm-start",
+        action="store_true",
+        help="continue learning the model in --model from these files, with its own "
+        "parameters, scaler, classes and feature columns, and save it back",
     )
     p.add_argument(
-        "--checkpoint-every", type=int, default=10, help="chunks between checkpoints (10)"
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its checkpoint in --model (the same files, "
+        "chunk size and parameters)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=10,
+        help="chunks between checkpoints (10)",
     )
 
     p = sub.add_parser("evaluate", help="prequential (test-then-train) evaluation")
@@ -96,14 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-learn", action="store_true", help="score only, do not learn")
     p.add_argument("--output", help="write the per-chunk scores to this CSV")
+    p.add_argument(
+        "--save",
+        metavar="PATH",
+        help="save the model after the run (what it learned) to PATH; may be --model",
+    )
 
     p = sub.add_parser("predict", help="predict labels for files, CSV out")
     p.add_argument("model", help="a model file written by skocl train")
     p.add_argument("data", nargs="+", help="CSV or Parquet files, or a glob")
-    p.add_argument("--chunksize", type=int, default=10_000)
+    p.add_argument("--chunksize", type=_positive_int, default=10_000)
     p.add_argument("--output", "-o", help="CSV file to write (default: standard output)")
     p.add_argument("--proba", action="store_true", help="add a probability column per class")
     return parser
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _seed(args) -> int:
+    return 0 if args.seed is None else args.seed
 
 
 def _new_model(args):
@@ -113,7 +158,7 @@ def _new_model(args):
     from .pipeline import make_stream_pipeline
 
     params = dict(_parse_param(t) for t in args.param)
-    params.setdefault("random_state", args.seed)
+    params.setdefault("random_state", _seed(args))
     clf = OnlineFineTuneClassifier()
     try:
         clf.set_params(**params)
@@ -123,10 +168,21 @@ def _new_model(args):
     return clf if args.no_scale else make_stream_pipeline(StandardScaler(), clf)
 
 
+def _model_columns(path, model) -> list[str] | None:
+    """The feature columns a model file was trained on, by name."""
+    from ._persist import read_meta
+
+    features = read_meta(path)["extra"].get("features")
+    if features is None and hasattr(model, "feature_names_in_"):
+        features = [str(name) for name in model.feature_names_in_]
+    return features
+
+
 def _stream(args, target, features=None):
     from .stream import open_stream
 
-    features = features or (args.features.split(",") if getattr(args, "features", None) else None)
+    if features is None and getattr(args, "features", None):
+        features = [name.strip() for name in args.features.split(",")]
     sources = args.data if len(args.data) > 1 else args.data[0]
     return open_stream(
         sources,
@@ -148,63 +204,80 @@ def _literal(text: str):
         return text
 
 
-def _cmd_demo(args) -> int:
-    from .demo import run
-
-    run(n_samples=args.rows, random_state=args.seed, png=args.png)
-    return EXIT_OK
-
-
-def _cmd_train(args) -> int:
-    from ._checkpoint import Checkpoint
-    from ._progress import progress_bar
-
-    # Saved with each checkpoint, so that predict knows which columns to read.
-    columns: dict = {"target": args.target}
-    checkpoint = Checkpoint(args.model, every=args.checkpoint_every, extra=columns)
-    start, rows = 0, 0
-    if args.resume and checkpoint.exists():
-        model, position = checkpoint.resume()
-        start = position["chunks_done"]
-        rows = position.get("rows_seen", 0)
-        if "features" in position:
-            columns["features"] = position["features"]
-    else:
-        model = _new_model(args)
-    chunks = _stream(args, args.target)
-    classes = _classes(args)
-    done, seconds = start, 0.0
-    with progress_bar(0 if args.quiet else 1) as bar:
-        for i, chunk in enumerate(chunks):
-            columns.setdefault("features", list(chunks.features))
-            if i < start:
-                continue
-            t0 = time.perf_counter()
-            if classes is not None and not _is_fitted(model):
-                model.partial_fit(chunk.X, chunk.y, classes=classes)
-            else:
-                model.partial_fit(chunk.X, chunk.y)
-            seconds += time.perf_counter() - t0
-            rows += len(chunk.y)
-            done = i + 1
-            bar.update(len(chunk.y))
-            if checkpoint.due(done):
-                checkpoint.write(model, {"chunks_done": done, "rows_seen": rows})
-    _report_bad_rows(chunks)
-    if done:
-        checkpoint.write(model, {"chunks_done": done, "rows_seen": rows})
-    print(
-        f"trained on {rows} rows in {done} chunks "
-        f"({rows / max(seconds, 1e-9):,.0f} rows/s learning); model saved to {args.model}",
-        file=sys.stderr,
-    )
-    return EXIT_OK
+def _no_data(args, chunks) -> _NoData:
+    report = getattr(chunks, "report", None)
+    skipped = f" ({report.count} bad rows skipped)" if report is not None and report.count else ""
+    return _NoData(f"no data rows in {', '.join(args.data)}{skipped}")
 
 
-def _is_fitted(model) -> bool:
-    from .stream import _is_fitted
+def _run_record(args) -> dict:
+    """What a ``--resume`` must find unchanged: the files, the reading, the parameters."""
+    from ._checkpoint import describe_files
 
-    return _is_fitted(model)
+    return {
+        "files": describe_files(args.data),
+        "chunksize": args.chunksize,
+        "target": args.target,
+        "features": args.features,
+        "on_bad_rows": args.on_bad_rows,
+        "params": {name: repr(value) for name, value in map(_parse_param, args.param)},
+        "seed": _seed(args),
+        "scale": not args.no_scale,
+        "classes": args.classes,
+    }
+
+
+def _check_warm_start_args(args) -> None:
+    given = [
+        flag
+        for flag, value in (
+            ("-p/--param", args.param),
+            ("--no-scale", args.no_scale),
+            ("--seed", args.seed is not None),
+            ("--classes", args.classes),
+        )
+        if value
+    ]
+    if given:
+        raise _UsageError(
+            f"--warm-start continues the model in --model with its own parameters; "
+            f"{', '.join(given)} cannot change them (train a new model instead)"
+        )
+
+
+def _warm_start_model(args):
+    """The model to continue, and its feature columns (for the reader, by name)."""
+    from ._persist import load, read_meta
+
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"{args.model}: no such model file to continue (--warm-start)")
+    extra = read_meta(args.model)["extra"]
+    if "chunks_done" in extra and not extra.get("complete", True):
+        raise _UsageError(
+            f"{args.model} holds an interrupted run ({extra['chunks_done']} chunks "
+            "learned): finish it with --resume before continuing it with new files"
+        )
+    model = load(args.model)
+    features = _model_columns(args.model, model)
+    if features is None:
+        raise ValueError(
+            f"{args.model} holds no feature column names, so the new files' columns "
+            "cannot be matched to it: train it with skocl train, or from a DataFrame"
+        )
+    if args.features:
+        wanted = [name.strip() for name in args.features.split(",")]
+        if wanted != features:
+            raise _UsageError(
+                f"--features {args.features} differs from the model's columns "
+                f"{','.join(features)}: leave --features out with --warm-start"
+            )
+    return model, features
+
+
+def _named(chunks, X):
+    from .stream import _with_feature_names
+
+    return _with_feature_names(X, getattr(chunks, "features", None))
 
 
 def _report_bad_rows(chunks) -> None:
@@ -218,13 +291,121 @@ def _report_bad_rows(chunks) -> None:
             print(f"  ... and {report.count - 20} more", file=sys.stderr)
 
 
+def _save(model, path, extra: dict) -> None:
+    from ._checkpoint import Checkpoint
+
+    Checkpoint(path).write(model, extra)
+
+
+# ----------------------------------------------------------------------- commands
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run
+
+    run(n_samples=args.rows, random_state=args.seed, png=args.png)
+    return EXIT_OK
+
+
+def _cmd_train(args) -> int:
+    """Learn the files chunk by chunk, scoring each chunk before it is learned."""
+    from ._checkpoint import Checkpoint
+    from ._progress import progress_bar
+    from .stream import _is_fitted
+
+    if args.warm_start:
+        _check_warm_start_args(args)
+    # Saved with each checkpoint: predict reads the columns, --resume the run.
+    columns: dict = {"target": args.target}
+    checkpoint = Checkpoint(
+        args.model, every=args.checkpoint_every, run=_run_record(args), extra=columns
+    )
+    # The tally of the prequential accuracy (each chunk predicted before it is learned).
+    tally = {"chunks_done": 0, "rows_seen": 0, "scored": 0, "correct": 0}
+    features = None
+    if args.resume and checkpoint.exists():
+        model, position = checkpoint.resume()
+        tally.update({k: position[k] for k in tally if k in position})
+        if position.get("complete"):
+            print(
+                f"nothing to resume: {args.model} has learned all {tally['chunks_done']} "
+                "chunks of this run",
+                file=sys.stderr,
+            )
+            return EXIT_OK
+        features = position.get("features")
+        if features is not None:
+            columns["features"] = features
+    elif args.warm_start:
+        model, features = _warm_start_model(args)
+        columns["features"] = features
+    else:
+        model = _new_model(args)
+    chunks = _stream(args, args.target, features)
+    classes = _classes(args)
+    start, read, seconds = tally["chunks_done"], 0, 0.0
+    with progress_bar(0 if args.quiet else 1) as bar:
+        for i, chunk in enumerate(chunks):
+            read += 1
+            if columns.get("features") is None:
+                columns["features"] = list(chunks.features)
+            if i < start:
+                continue
+            X, y = _named(chunks, chunk.X), chunk.y
+            t0 = time.perf_counter()
+            if _is_fitted(model):
+                tally["correct"] += int((model.predict(X) == y).sum())
+                tally["scored"] += len(y)
+                model.partial_fit(X, y)
+            elif classes is not None:
+                model.partial_fit(X, y, classes=classes)
+            else:
+                model.partial_fit(X, y)
+            seconds += time.perf_counter() - t0
+            tally["rows_seen"] += len(y)
+            tally["chunks_done"] = i + 1
+            accuracy = tally["correct"] / tally["scored"] if tally["scored"] else None
+            bar.update(len(y), accuracy and {"accuracy": f"{accuracy:.4f}"})
+            if checkpoint.due(i + 1):
+                checkpoint.write(model, {**tally, "complete": False})
+    _report_bad_rows(chunks)
+    if not read:
+        raise _no_data(args, chunks)
+    checkpoint.write(model, {**tally, "complete": True})
+    rows = tally["rows_seen"]
+    learned = tally["chunks_done"] - start
+    print(
+        f"trained on {rows} rows in {tally['chunks_done']} chunks "
+        f"({learned} learned now, {rows / max(seconds, 1e-9):,.0f} rows/s); "
+        f"model saved to {args.model}",
+        file=sys.stderr,
+    )
+    if tally["scored"]:
+        print(
+            f"prequential accuracy: {tally['correct'] / tally['scored']:.4f} over "
+            f"{tally['scored']} rows (each chunk predicted before it was learned)",
+            file=sys.stderr,
+        )
+    else:
+        print("prequential accuracy: none (no chunk came after the first)", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_evaluate(args) -> int:
     from ._persist import load
     from .stream import prequential
 
-    model = load(args.model) if args.model else _new_model(args)
-    chunks = _stream(args, args.target)
     metrics = tuple(args.metric or ["accuracy"])
+    _check_metrics(metrics)
+    if args.no_learn and args.save:
+        raise _UsageError("--save with --no-learn would save the model unchanged")
+    features = None
+    if args.model:
+        model = load(args.model)
+        features = _model_columns(args.model, model)
+    else:
+        model = _new_model(args)
+    chunks = _stream(args, args.target, features)
     result = prequential(
         model,
         chunks,
@@ -234,24 +415,44 @@ def _cmd_evaluate(args) -> int:
         verbose=0 if args.quiet else 1,
     )
     _report_bad_rows(chunks)
+    if not result.records:
+        raise _no_data(args, chunks)
     if args.output:
         result.to_frame().to_csv(args.output, index=False)
+    if args.save:
+        _save(model, args.save, {"target": args.target, "features": list(chunks.features)})
     rows = sum(r["rows"] for r in result.records)
     print(f"prequential evaluation over {rows} rows in {len(result.records)} chunks:")
     for m in metrics:
         print(f"  {m}: {result.running(m):.4f}")
+    if args.save:
+        print(f"model saved to {args.save}", file=sys.stderr)
     return EXIT_OK
 
 
-def _cmd_predict(args) -> int:
-    from ._persist import load, read_meta
+def _check_metrics(metrics) -> None:
+    from sklearn.metrics import get_scorer_names
 
-    extra = read_meta(args.model)["extra"]
+    unknown = [m for m in metrics if m not in get_scorer_names()]
+    if unknown:
+        raise _UsageError(
+            f"unknown --metric {', '.join(unknown)}: use a scikit-learn scorer name such as "
+            "accuracy, balanced_accuracy, f1_macro, neg_log_loss"
+        )
+
+
+def _cmd_predict(args) -> int:
+    from ._persist import load
+
     model = load(args.model)
+    features = _model_columns(args.model, model)
+    if features is None:
+        raise ValueError(
+            f"{args.model} holds no feature column names: train it with skocl train, "
+            "or from a DataFrame"
+        )
     args.features = None
-    if "features" not in extra:
-        raise ValueError(f"{args.model} holds no feature column names: train it with skocl train.")
-    chunks = _stream(args, target=None, features=extra["features"])
+    chunks = _stream(args, target=None, features=features)
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
         writer = csv.writer(out)
@@ -259,12 +460,22 @@ def _cmd_predict(args) -> int:
         header = ["prediction"] + ([f"proba_{c}" for c in classes] if args.proba else [])
         writer.writerow(header)
         for chunk in chunks:
+            X = _named(chunks, chunk.X)
             if args.proba:
-                proba = model.predict_proba(chunk.X)
+                proba = model.predict_proba(X)
                 labels = classes[proba.argmax(1)]
                 writer.writerows([lab, *p] for lab, p in zip(labels.tolist(), proba.tolist()))
             else:
-                writer.writerows([lab] for lab in model.predict(chunk.X).tolist())
+                writer.writerows([lab] for lab in model.predict(X).tolist())
+        out.flush()
+    except BrokenPipeError:
+        # The reader of standard output stopped (``skocl predict ... | head``): that is
+        # its choice, not an error. Point standard output at devnull so that the
+        # interpreter's own flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
     finally:
         if out is not sys.stdout:
             out.close()
@@ -283,13 +494,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``skocl`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ._checkpoint import CheckpointMismatch
     from .stream import StreamError
 
     try:
         return COMMANDS[args.command](args)
     except _UsageError as exc:
         parser.error(str(exc))  # exits with 2
-    except (StreamError, ValueError, FileNotFoundError, TypeError) as exc:
+    except CheckpointMismatch as exc:
+        print(f"skocl {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (StreamError, ValueError, FileNotFoundError, IsADirectoryError, TypeError) as exc:
         print(f"skocl {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
