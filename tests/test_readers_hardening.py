@@ -273,3 +273,40 @@ def test_a_damaged_gzip_stream_is_named(tmp_path):
     with pytest.raises(StreamError, match="cannot read the file") as info:
         list(stream)
     assert info.value.source == path and path in str(info.value)
+
+
+# ----------------------------------------------------------------- patterns (issue 12)
+
+
+def test_a_pattern_matching_plain_and_gzipped_csv_reads_both(tmp_path):
+    write_text(tmp_path / "a.csv", "x,y\n1,0\n2,1\n")
+    with gzip.open(tmp_path / "b.csv.gz", "wt") as f:
+        f.write("x,y\n3,0\n4,1\n")
+    write_text(tmp_path / "c.csv", "x,y\n5,1\n")
+    pattern = str(tmp_path / "*.csv*")
+    for reader in (read_csv, open_stream):
+        chunks = list(reader(pattern, target="y"))
+        assert [os.path.basename(c.source) for c in chunks] == ["a.csv", "b.csv.gz", "c.csv"]
+        X, y = concat(chunks)
+        np.testing.assert_array_equal(X.ravel(), [1, 2, 3, 4, 5])
+        np.testing.assert_array_equal(y, [0, 1, 0, 1, 1])
+    # A list mixing a pattern and a file works the same way.
+    chunks = list(open_stream([pattern, str(tmp_path / "a.csv")], target="y"))
+    assert [os.path.basename(c.source) for c in chunks][-1] == "a.csv"
+
+
+def test_a_pattern_is_told_by_its_matches(tmp_path):
+    pq.write_table(pa.table({"x": [1.0], "y": [0]}), tmp_path / "p.parquet")
+    chunks = list(open_stream(str(tmp_path / "p.*"), target="y"))
+    assert chunks[0].X.tolist() == [[1.0]]
+    write_text(tmp_path / "p.csv", "x,y\n1,0\n")
+    with pytest.raises(ValueError, match="cannot mix formats"):
+        open_stream(str(tmp_path / "p.*"), target="y")
+    write_text(tmp_path / "notes.md", "hello")
+    with pytest.raises(ValueError, match="cannot tell the format of .*notes.md"):
+        open_stream(str(tmp_path / "*"), target="y")
+    # A pattern that matches nothing is the reader's error, as for read_csv.
+    with pytest.raises(StreamError, match="matches no file"):
+        list(open_stream(str(tmp_path / "none*.csv*"), target="y"))
+    with pytest.raises(StreamError, match="matches no file"):
+        list(open_stream(str(tmp_path / "none*.parquet"), target="y"))

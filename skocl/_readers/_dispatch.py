@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,21 @@ def _format_of(path: str) -> str:
     )
 
 
+def _formats_of(item: str) -> set[str]:
+    """The formats of the files a path or a glob pattern names.
+
+    A pattern is told by its matches, so that ``data/*.csv*`` (plain and gzipped CSV)
+    is CSV. A pattern that matches nothing goes to the CSV reader unless its name says
+    Parquet; the reader then says that it matches no file.
+    """
+    if not glob.has_magic(item) or os.path.exists(item):
+        return {_format_of(item)}
+    matches = [match for match in glob.glob(item) if os.path.isfile(match)]
+    if matches:
+        return {_format_of(match) for match in matches}
+    return {"parquet" if item.lower().endswith(_PARQUET_SUFFIXES) else "csv"}
+
+
 def open_stream(
     source: Any, *, target: str | None, chunksize: int = 10_000, **kwargs: Any
 ) -> Iterator[StreamChunk]:
@@ -40,7 +56,9 @@ def open_stream(
     ----------
     source : str, path-like, list of them, DataFrame, ndarray or (X, y) tuple
         Files (``.csv``, ``.csv.gz``, ``.parquet``; glob patterns allowed; the format
-        is told by the name) or in-memory data.
+        is told by the name, and a pattern's by the names of its matches, so that
+        ``"data/*.csv*"`` reads plain and gzipped CSV files together) or in-memory
+        data.
     target : str or None
         The label column, as in :func:`read_csv`; None for arrays (labels come in the
         ``(X, y)`` tuple) and for streams without labels.
@@ -83,7 +101,7 @@ def open_stream(
     items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     if not items:
         return read_csv(items, target=target, chunksize=chunksize, **kwargs)
-    formats = {_format_of(os.fspath(item)) for item in items}
+    formats = set().union(*(_formats_of(os.fspath(item)) for item in items))
     if len(formats) != 1:
         raise ValueError(f"cannot mix formats in one stream: {sorted(formats)}")
     reader = read_parquet if formats == {"parquet"} else read_csv
