@@ -1,7 +1,7 @@
 """skocl: online and incremental fine-tuning of PyTorch classifiers, the sklearn way."""
 
 from ._classifier import OnlineFineTuneClassifier
-from ._network import TrunkHeadNet
+from ._modules import TrunkHeadNet
 from ._persist import load, save
 from ._version import __version__
 from .pipeline import StreamPipeline, make_stream_pipeline

@@ -1,14 +1,22 @@
-"""Torch side of continual learning: replay memory, anchors for L2-SP and EWC, fusion.
+"""Continual-learning state that guards what was learned: the replay memory and the
+anchor (the pretrained start of L2-SP, EWC and WiSE-FT).
 
-The estimator decides when each is used; the update rule in ``_network.online_update``
-mixes replayed rows into its steps and applies the anchor's penalty to the trunk.
+Each is a small object that owns its state, saves and loads it, and follows the head's
+growth; the update rule in ``_learner.OnlineLearner.update`` decides when each acts.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+# Below this mean |z| a chunk's inputs count as drawn like the replay memory's.
+SAME_INPUTS_Z = 2.0
 
 
 class ReplayMemory:
@@ -21,6 +29,12 @@ class ReplayMemory:
     classes stay represented.
 
     Rows are kept as dense tensors on the model's device; labels as class indices.
+
+    The replay rule: ``k = min(len(memory), n)`` rows drawn uniformly with replacement
+    join each batch of ``n`` new rows. In a trunk mini-batch (:meth:`join_batch`) each
+    replayed row weighs the mean weight of the batch's rows; in the head's fine-tune
+    (:meth:`join_features`) the replayed rows together weigh as much as the chunk. After
+    the update the chunk is offered to the memory (:meth:`offer`).
     """
 
     def __init__(self, capacity: int, strategy: str, n_features: int, dtype, device) -> None:
@@ -36,6 +50,34 @@ class ReplayMemory:
         """``k`` rows drawn uniformly with replacement."""
         idx = torch.randint(len(self), (k,), generator=gen).to(self.y.device)
         return self.X[idx], self.y[idx]
+
+    def join_batch(self, X, y, w, gen):
+        """A trunk mini-batch ``(X, y, w)`` joined by replayed rows, each weighing the
+        batch's mean weight (``w`` None: all weigh one)."""
+        Xm, ym = self.sample(min(len(self), len(y)), gen)
+        if w is not None:
+            w = torch.cat([w, w.new_full((len(ym),), float(w.mean()))])
+        return torch.cat([X, Xm]), torch.cat([y, ym]), w
+
+    def join_features(self, feats, y, w, trunk, gen):
+        """The head's fine-tune rows ``(feats, y, w)`` joined by replayed rows' trunk
+        features, the replayed rows together weighing as much as the chunk."""
+        n = len(y)
+        Xm, ym = self.sample(min(len(self), n), gen)
+        m = len(ym)
+        w = feats.new_ones(n) if w is None else w
+        with torch.no_grad():
+            feats = torch.cat([feats, trunk(Xm)])
+        w = torch.cat([w, w.new_full((m,), float(w.sum()) / m)])
+        return feats, torch.cat([y, ym]), w
+
+    def offer(self, rows, batch_size: int, gen: torch.Generator) -> None:
+        """Offer every row of ``rows`` (a :class:`~skocl._rows.Rows`) to the memory,
+        :meth:`~skocl._rows.Rows.slices` at a time."""
+        start = 0
+        for X in rows.slices(batch_size):
+            self.add(X, rows.y[start : start + len(X)], gen)
+            start += len(X)
 
     def add(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> None:
         """Offer the rows of a chunk to the memory."""
@@ -108,6 +150,30 @@ class ReplayMemory:
         seen[pos[: len(self.seen)]] = self.seen[: len(pos)]
         self.seen = seen
 
+    def grow(self, growth) -> None:
+        """Follow the head's growth to a larger label set."""
+        self.remap(growth.positions)
+
+    def forget_contradicted(self, X, y_idx) -> None:
+        """After a drift, drop the rows that the new data contradicts.
+
+        A drift in the error can be a new concept (the same inputs now carry other
+        labels: old rows must go) or new inputs (new classes, a new domain: old rows
+        stay valid and keep guarding against forgetting). When the chunk's inputs ``X``
+        (host array or CSR matrix) look like the memory's (mean |z| of the per-feature
+        mean difference below ``SAME_INPUTS_Z``), the rows of the chunk's classes are
+        dropped; otherwise they are kept.
+        """
+        Xc = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        Xm = self.X.double()  # its moments are computed where it lives
+        m_mean, m_var = (v.cpu().numpy() for v in (Xm.mean(0), Xm.var(0, correction=0)))
+        var = Xc.var(axis=0) / len(Xc) + m_var / len(Xm)
+        diff = np.abs(Xc.mean(axis=0) - m_mean)
+        z = np.divide(diff, np.sqrt(var), out=np.zeros_like(diff), where=var > 0)
+        z[(var == 0) & (diff > 0)] = np.inf
+        if np.mean(np.minimum(z, 1e6)) < SAME_INPUTS_Z:
+            self.drop_classes(np.unique(y_idx))
+
     def drop_classes(self, classes) -> None:
         """Forget the rows of these class indices (their counts start again)."""
         cls = torch.as_tensor(classes, dtype=torch.long)
@@ -128,44 +194,76 @@ class ReplayMemory:
         self.seen = state["seen"].clone()
 
 
+@dataclass
 class Anchor:
-    r"""Pull of the trunk toward its pretrained weights :math:`\theta^*`.
+    r"""The pretrained start: the weights :math:`\theta^*` of the trunk and
+    :math:`\phi^*` of the head, and (for EWC) the trunk's Fisher information :math:`F`.
 
-    The penalty :math:`\frac{\lambda}{2}\sum_i F_i(\theta_i - \theta^*_i)^2` adds
+    L2-SP and EWC pull the trunk toward :math:`\theta^*`: the penalty
+    :math:`\frac{\lambda}{2}\sum_i F_i(\theta_i - \theta^*_i)^2` adds
     :math:`\lambda F \odot (\theta - \theta^*)` to the trunk's gradient. ``F = 1`` is
     L2-SP (Li et al. 2018, "Explicit Inductive Bias for Transfer Learning with
     Convolutional Networks"); ``F`` the diagonal empirical Fisher information is EWC
     (Kirkpatrick et al. 2017, "Overcoming catastrophic forgetting in neural networks").
+    WiSE-FT fusion interpolates from :math:`(\theta^*, \phi^*)`.
     """
 
-    def __init__(self, params: list[nn.Parameter], fisher: list[torch.Tensor] | None) -> None:
-        self.weights = [p.detach().clone() for p in params]
-        self.fisher = fisher
+    trunk: list[torch.Tensor]
+    head: list[torch.Tensor]
+    fisher: list[torch.Tensor] | None = None
 
-    def grads(self, params, grads, strength: float):
-        if self.fisher is None:
+    @classmethod
+    def capture(cls, trunk_params, head_params, fisher=None) -> Anchor:
+        return cls(
+            [p.detach().clone() for p in trunk_params],
+            [p.detach().clone() for p in head_params],
+            fisher,
+        )
+
+    def penalty(self, regularization: str | None, strength: float):
+        """``penalty(params, grads)`` for the trunk's steps, or None when there is none."""
+        if regularization is None or not strength:
+            return None
+        fisher = self.fisher if regularization == "ewc" else None
+
+        def add_pull(params, grads):
+            if fisher is None:
+                return [
+                    g + strength * (p.detach() - w) for p, g, w in zip(params, grads, self.trunk)
+                ]
             return [
-                g + strength * (p.detach() - w) for p, g, w in zip(params, grads, self.weights)
+                g + strength * f * (p.detach() - w)
+                for p, g, w, f in zip(params, grads, self.trunk, fisher)
             ]
-        return [
-            g + strength * f * (p.detach() - w)
-            for p, g, w, f in zip(params, grads, self.weights, self.fisher)
-        ]
+
+        return add_pull
+
+    def grow(self, growth) -> None:
+        """Known classes keep their pretrained head rows; new classes, which have none,
+        start from their initial rows."""
+        start = dict(zip(map(id, growth.old_head_params), self.head))
+        idx = torch.as_tensor(growth.positions, device=growth.device)
+        for old, new in growth.pairs:
+            rows = new.detach().clone()
+            rows[idx] = start.pop(id(old))
+            start[id(new)] = rows
+        self.head = [start[id(p)] for p in growth.new_head_params]
 
     def state_dict(self) -> dict:
         return {
-            "weights": [w.cpu() for w in self.weights],
+            "trunk": [w.cpu() for w in self.trunk],
+            "head": [w.cpu() for w in self.head],
             "fisher": self.fisher and [f.cpu() for f in self.fisher],
         }
 
     @classmethod
     def from_state_dict(cls, state: dict, device) -> Anchor:
-        anchor = cls.__new__(cls)
-        anchor.weights = [w.to(device) for w in state["weights"]]
-        anchor.fisher = (
-            None if state["fisher"] is None else [f.to(device) for f in state["fisher"]]
+        fisher = state["fisher"]
+        return cls(
+            [w.to(device) for w in state["trunk"]],
+            [w.to(device) for w in state["head"]],
+            None if fisher is None else [f.to(device) for f in fisher],
         )
-        return anchor
 
 
 def empirical_fisher(
@@ -187,10 +285,3 @@ def empirical_fisher(
     count = sum(f.numel() for f in fisher)
     scale = count / total if total > 0 else 1.0
     return [f * scale for f in fisher]
-
-
-@torch.no_grad()
-def fuse(serving: list[torch.Tensor], current: list[torch.Tensor], weight: float) -> None:
-    """``serving <- (1 - weight) * serving + weight * current``, in place."""
-    for s, c in zip(serving, current):
-        s.lerp_(c, weight)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from _util import assert_same_state, state
+from _util import assert_same_state, assert_same_tree, state
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_classification
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from skocl import OnlineFineTuneClassifier
-from skocl import _network as net
+from skocl import _steps as net
 from skocl.exceptions import NonFiniteStepWarning
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -154,10 +154,10 @@ def test_closed_form_head_gradient_equals_autograd():
 def test_optimizer_state_persists_across_partial_fit_calls(small):
     X, y = small
     clf = OnlineFineTuneClassifier(random_state=0).partial_fit(X[:30], y[:30], classes=[0, 1, 2])
-    opt = clf._trunk_opt
+    opt = clf.learner_.trunk_optimizer
     steps = [s["step"].item() for s in opt.state.values()]
     clf.partial_fit(X[30:60], y[30:60])
-    assert clf._trunk_opt is opt
+    assert clf.learner_.trunk_optimizer is opt
     assert [s["step"].item() for s in opt.state.values()] == [s + 1 for s in steps]
 
 
@@ -356,7 +356,7 @@ def test_module_class_with_kwargs_and_sequential_split(small):
     assert clf.module_.classifier.in_features == 5
     seq = nn.Sequential(nn.Linear(8, 10), nn.ReLU(), nn.Linear(10, 3))
     clf = fitted(X, y, module=seq)
-    assert clf._head is clf.module_[2]
+    assert clf.learner_.head is clf.module_[2]
     clf.partial_fit(X[:20], y[:20])
 
 
@@ -429,20 +429,20 @@ def test_bad_chunk_raises_and_leaves_model_bit_identical(small, case):
     Xb, yb = make(X[:20].copy(), y[:20].copy())
     sw = -np.ones(len(yb)) if case == "negative weight" else None
     before = state(clf)
-    opt_before = pickle.dumps(clf._trunk_opt.state_dict())
+    opt_before = pickle.dumps(clf.learner_.trunk_optimizer.state_dict())
     attrs = {
         k: copy.deepcopy(v) for k, v in vars(clf).items() if k.endswith("_") and k != "module_"
     }
     with pytest.raises(ValueError, match=match):
         clf.partial_fit(Xb, yb, sample_weight=sw)
     assert_same_state(before, state(clf))
-    assert pickle.dumps(clf._trunk_opt.state_dict()) == opt_before
+    assert pickle.dumps(clf.learner_.trunk_optimizer.state_dict()) == opt_before
     for k, v in attrs.items():
         assert k in vars(clf)
         if isinstance(v, np.ndarray):
             np.testing.assert_array_equal(v, getattr(clf, k))
-        elif k == "drift_detector_":
-            assert pickle.dumps(v) == pickle.dumps(getattr(clf, k))
+        elif k == "learner_":
+            assert_same_tree(v.state_dict(), clf.learner_.state_dict())
         else:
             assert v == getattr(clf, k), k
 

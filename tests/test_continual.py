@@ -53,8 +53,8 @@ def test_memory_is_bounded_and_replayed_in_partial_fit():
     clf = OnlineFineTuneClassifier(memory_size=90, random_state=0, **{"drift_detector": None})
     for lo in range(0, 600, 50):
         clf.partial_fit(X[lo : lo + 50], y[lo : lo + 50])
-    assert len(clf._memory) == 90
-    assert torch.bincount(clf._memory.y).tolist() == [30, 30, 30]
+    assert len(clf.learner_.memory) == 90
+    assert torch.bincount(clf.learner_.memory.y).tolist() == [30, 30, 30]
 
 
 # --------------------------------------------------------------------------- forgetting
@@ -93,7 +93,7 @@ def pretrained():
 
 
 def trunk_distance(clf, start):
-    return sum(((p.detach() - s) ** 2).sum().item() for p, s in zip(clf._trunk_params, start))
+    return sum(((p.detach() - s) ** 2).sum().item() for p, s in zip(clf.learner_.trunk_params, start))
 
 
 @pytest.mark.parametrize("reg", ["l2sp", "ewc"])
@@ -110,11 +110,11 @@ def test_anchor_keeps_the_trunk_near_its_pretrained_weights(pretrained, reg):
             random_state=0,
             **NAIVE,
         ).fit(X, y)
-        start = [p.detach().clone() for p in clf._trunk_params]
+        start = [p.detach().clone() for p in clf.learner_.trunk_params]
         if reg == "ewc":
-            assert clf._anchor.fisher is not None
+            assert clf.learner_.anchor.fisher is not None
             assert all(
-                f.shape == p.shape and (f >= 0).all() for f, p in zip(clf._anchor.fisher, start)
+                f.shape == p.shape and (f >= 0).all() for f, p in zip(clf.learner_.anchor.fisher, start)
             )
         for lo in range(0, 400, 40):
             clf.partial_fit(Xn[lo : lo + 40], y[lo : lo + 40])
@@ -137,16 +137,16 @@ def test_ema_fusion_serves_the_moving_average(pretrained):
         fusion="ema", ema_decay=0.8, max_iter=5, random_state=0, **NAIVE
     )
     clf.fit(X, y)
-    served = [p.detach().clone() for p in clf._trunk_params + clf._head_params]
+    served = [p.detach().clone() for p in clf.learner_.trunk_params + clf.learner_.head_params]
     for lo in (0, 40):
         clf.partial_fit(X[lo : lo + 40], y[lo : lo + 40])
-        current = [p.detach() for p in clf._trunk_params + clf._head_params]
+        current = [p.detach() for p in clf.learner_.trunk_params + clf.learner_.head_params]
         served = [0.8 * s + 0.2 * c for s, c in zip(served, current)]
-    serve = [p for part in clf._serve for p in part.parameters()]
+    serve = [p for part in clf.learner_.served for p in part.parameters()]
     for s, expected in zip(serve, served):
         torch.testing.assert_close(s.detach(), expected)
     # predictions come from the served weights, not the current ones
-    logits = clf._serve[1](clf._serve[0](torch.as_tensor(X[:5], dtype=torch.float32)))
+    logits = clf.learner_.served[1](clf.learner_.served[0](torch.as_tensor(X[:5], dtype=torch.float32)))
     np.testing.assert_allclose(
         clf.predict_proba(X[:5]), torch.softmax(logits, 1).detach().numpy(), rtol=1e-5
     )
@@ -158,10 +158,10 @@ def test_wise_fusion_interpolates_pretrained_and_current(pretrained):
         fusion="wise", wise_alpha=0.25, max_iter=5, random_state=0, **NAIVE
     )
     clf.fit(X, y)
-    start = [p.detach().clone() for p in clf._trunk_params + clf._head_params]
+    start = [p.detach().clone() for p in clf.learner_.trunk_params + clf.learner_.head_params]
     clf.partial_fit(X[:40] + 1, y[:40])
-    current = [p.detach() for p in clf._trunk_params + clf._head_params]
-    serve = [p for part in clf._serve for p in part.parameters()]
+    current = [p.detach() for p in clf.learner_.trunk_params + clf.learner_.head_params]
+    serve = [p for part in clf.learner_.served for p in part.parameters()]
     for s, p0, p in zip(serve, start, current):
         torch.testing.assert_close(s.detach(), 0.75 * p0 + 0.25 * p)
 
@@ -187,25 +187,25 @@ def test_drift_is_recorded_and_contradicted_memory_is_dropped():
     clf = OnlineFineTuneClassifier(drift_detector=detector, memory_size=60, random_state=0)
     clf.partial_fit(X[:100], y[:100])  # the first call is learned, not watched
     clf.partial_fit(X[100:200], y[100:200])
-    assert len(clf._memory) == 60
+    assert len(clf.learner_.memory) == 60
     clf.partial_fit(X[200:300], y[200:300])  # the 130th watched row fires
     assert clf.drifts_ == [200 + 30]
     assert detector.n == 0  # the parameter is cloned, never updated
     # Same input distribution: the memory rows of the chunk's classes were dropped,
     # then the chunk itself was offered to the memory.
-    assert set(torch.unique(clf._memory.y).tolist()) <= set(np.unique(y[200:300]))
-    assert clf._memory.seen.sum().item() == 100
+    assert set(torch.unique(clf.learner_.memory.y).tolist()) <= set(np.unique(y[200:300]))
+    assert clf.learner_.memory.seen.sum().item() == 100
 
 
 def test_drift_on_new_inputs_keeps_the_memory():
     X, y, _ = make_drift_stream(400, 4, 3, drift_points=(), random_state=0)
     clf = OnlineFineTuneClassifier(drift_detector=FireAt(10), memory_size=60, random_state=0)
     clf.partial_fit(X[:200], y[:200])
-    before = clf._memory.X.clone()
+    before = clf.learner_.memory.X.clone()
     clf.set_params(head_steps=0, trunk_lr=0.0)
     clf.partial_fit(X[200:260] + 8.0, y[200:260])  # a new domain, far from the memory
     assert clf.drifts_ == [200 + 10]
-    kept = [(row == clf._memory.X).all(1).any().item() for row in before]
+    kept = [(row == clf.learner_.memory.X).all(1).any().item() for row in before]
     assert sum(kept) >= 30  # old rows stay (only the reservoir replaced some)
 
 
@@ -231,16 +231,16 @@ def test_fusion_and_memory_survive_save_and_load(tmp_path):
     for model in (clf, back):
         model.partial_fit(X[200:], y[200:])
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
-    assert torch.equal(back._memory.X, clf._memory.X)
+    assert torch.equal(back.learner_.memory.X, clf.learner_.memory.X)
 
 
 def test_growth_keeps_pretrained_rows_and_to_skorch_serves_fused_weights():
     X, y = make_blobs(300, centers=3, n_features=4, random_state=0)
     clf = OnlineFineTuneClassifier(fusion="wise", max_iter=5, random_state=0, **NAIVE)
     clf.fit(X[y < 2], y[y < 2])
-    head_start = [t.clone() for t in clf._pretrained[len(clf._trunk_params) :]]
+    head_start = [t.clone() for t in clf.learner_.anchor.head]
     clf.partial_fit(X, y)  # class 2 arrives
-    W0, b0 = clf._pretrained[len(clf._trunk_params) :]
+    W0, b0 = clf.learner_.anchor.head
     assert W0.shape[0] == 3
     assert torch.equal(W0[:2], head_start[0]) and torch.equal(b0[:2], head_start[1])
     net = clf.to_skorch()
@@ -252,6 +252,6 @@ def test_growth_keeps_pretrained_rows_and_to_skorch_serves_fused_weights():
 def test_fit_seeds_the_replay_memory_with_its_rows():
     X, y = make_blobs(300, centers=3, n_features=4, random_state=0)
     clf = OnlineFineTuneClassifier(memory_size=60, max_iter=3, random_state=0).fit(X, y)
-    assert torch.bincount(clf._memory.y).tolist() == [20, 20, 20]
+    assert torch.bincount(clf.learner_.memory.y).tolist() == [20, 20, 20]
     rows = torch.as_tensor(X, dtype=torch.float32)
-    assert all((rows == r).all(1).any() for r in clf._memory.X)
+    assert all((rows == r).all(1).any() for r in clf.learner_.memory.X)

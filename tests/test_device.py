@@ -103,16 +103,16 @@ def test_training_on_device_keeps_every_state_there_and_matches_cpu(device, data
             "module": list(clf.module_.parameters()),
             "optimizers": [
                 v
-                for opt in (clf._trunk_opt, clf._head_opt)
+                for opt in (clf.learner_.trunk_optimizer, clf.learner_.head_optimizer)
                 for state in opt.state.values()
                 for v in state.values()
                 if isinstance(v, torch.Tensor) and v.dim() > 0
             ],
-            "replay memory": [clf._memory.X, clf._memory.y],
-            "EWC anchor": clf._anchor.weights + clf._anchor.fisher,
-            "EMA weights": [p for part in clf._serve for p in part.parameters()],
+            "replay memory": [clf.learner_.memory.X, clf.learner_.memory.y],
+            "EWC anchor": clf.learner_.anchor.trunk + clf.learner_.anchor.fisher,
+            "EMA weights": [p for part in clf.learner_.served for p in part.parameters()],
         }
-        remembered = torch.unique(clf._memory.y).tolist()
+        remembered = torch.unique(clf.learner_.memory.y).tolist()
     for what, tensors in states.items():
         assert tensors and all(is_on_device(t) for t in tensors), what
     assert len(clf.classes_) == 4 and remembered == [0, 1, 2, 3]
@@ -185,7 +185,7 @@ def test_only_the_rows_in_use_cross_to_the_device(data, drift_detector):
     with simulated_device() as ledger:
         clf = OnlineFineTuneClassifier(device=str(DEVICE), **params).fit(X[:500], y[:500])
         network = sum(p.nbytes for p in clf.module_.parameters())
-        memory = clf._memory.X.nbytes
+        memory = clf.learner_.memory.X.nbytes
         chunk = X[500 : 500 + n]
         ledger.reset()
         clf.partial_fit(chunk, y[500 : 500 + n])
@@ -213,7 +213,7 @@ def test_device_model_saves_and_loads_on_the_cpu(device, data, tmp_path):
     assert next(loaded.module_.parameters()).device.type == "cpu"
     np.testing.assert_allclose(loaded.predict_proba(X), expected, atol=1e-5)
     # It goes on learning where it left off: memory and optimizer state came along.
-    assert len(loaded._memory) == len(clf._memory)
+    assert len(loaded.learner_.memory) == len(clf.learner_.memory)
     loaded.partial_fit(X[800:], y[800:])
 
 

@@ -21,8 +21,8 @@ def test_new_class_in_the_middle_keeps_known_rows_and_optimizer_state(blobs):
     clf.partial_fit(X[known][:100], y[known][:100])
     np.testing.assert_array_equal(clf.classes_, [0, 2, 3])
     W, b = clf.module_.head.weight.detach().clone(), clf.module_.head.bias.detach().clone()
-    state = {k: v.clone() for k, v in clf._head_opt.state[clf.module_.head.weight].items()}
-    opt = clf._head_opt
+    state = {k: v.clone() for k, v in clf.learner_.head_optimizer.state[clf.module_.head.weight].items()}
+    opt = clf.learner_.head_optimizer
 
     clf.set_params(head_steps=0, trunk_lr=0.0)  # grow without learning, to compare exactly
     clf.partial_fit(X[y == 1][:10], y[y == 1][:10])
@@ -30,7 +30,7 @@ def test_new_class_in_the_middle_keeps_known_rows_and_optimizer_state(blobs):
     W2, b2 = clf.module_.head.weight, clf.module_.head.bias
     assert W2.shape == (4, W.shape[1])
     assert torch.equal(W2[[0, 2, 3]], W) and torch.equal(b2[[0, 2, 3]], b)
-    assert clf._head_opt is opt  # not rebuilt
+    assert clf.learner_.head_optimizer is opt  # not rebuilt
     moved = opt.state[W2]
     assert torch.equal(moved["step"], state["step"])
     assert torch.equal(moved["exp_avg"][[0, 2, 3]], state["exp_avg"])

@@ -1,0 +1,102 @@
+"""Watching for drift: the detector, the error level that gates a reaction, the drifts."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import torch
+
+from .exceptions import DriftDetectionUnavailableWarning
+
+# Weight of the newest chunk's error rate in the running error level.
+LEVEL_WEIGHT = 0.2
+# Errors kept for a restored detector: a saved monitor's size and the time to load it
+# do not grow with the rows seen.
+HISTORY = 8192
+
+
+class DriftMonitor:
+    """Feeds the prequential error (each row predicted before it is learned) to a drift
+    detector with river's interface, and decides when to react.
+
+    Detectors such as ADWIN also fire when the error falls (the model got better): a
+    detection calls for a reaction only when the chunk's error rate rises above its
+    recent level, an exponential average of past chunks' rates with weight
+    ``LEVEL_WEIGHT`` on the newest.
+
+    Attributes
+    ----------
+    detector : object or None
+        The detector (None: no detection).
+    drifts : list of int
+        Rows seen (``n_samples_seen_``) at each detection.
+    level : float or None
+        The recent error level.
+    recent : ndarray of bool
+        The last ``HISTORY`` errors, replayed into the detector when a model is loaded.
+    """
+
+    def __init__(self, detector) -> None:
+        self.detector = detector
+        self.drifts: list[int] = []
+        self.level: float | None = None
+        self.recent = np.zeros(0, dtype=bool)
+
+    def observe(self, errors: np.ndarray, seen: int) -> bool:
+        """Feed the errors of one chunk; return whether to react to a drift."""
+        self.recent = np.concatenate([self.recent, errors])[-HISTORY:]
+        drifted = False
+        for i, wrong in enumerate(errors.tolist()):
+            self.detector.update(int(wrong))
+            if self.detector.drift_detected:
+                self.drifts.append(seen + i + 1)
+                drifted = True
+        rate = float(errors.mean())
+        level = self.level
+        self.level = rate if level is None else (1 - LEVEL_WEIGHT) * level + LEVEL_WEIGHT * rate
+        return drifted and (level is None or rate > level)
+
+    def grow(self, growth) -> None:
+        """Errors do not depend on the label set."""
+
+    def state_dict(self) -> dict:
+        return {
+            "recent": torch.from_numpy(np.packbits(self.recent)),
+            "n_recent": len(self.recent),
+            "drifts": list(self.drifts),
+            "level": self.level,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the drifts and the level; the detector (fresh) is fed the last
+        ``HISTORY`` errors, so it resumes from a shorter history than it had."""
+        bits = state["recent"].numpy()
+        self.recent = np.unpackbits(bits, count=int(state["n_recent"])).astype(bool)
+        if self.detector is not None:
+            for wrong in self.recent.tolist():
+                self.detector.update(int(wrong))
+        self.drifts = [int(d) for d in state["drifts"]]
+        self.level = None if state["level"] is None else float(state["level"])
+
+
+def make_detector(spec):
+    """A fresh drift detector for a (re)start; ``"auto"`` is river's ADWIN when river
+    is installed and no detector otherwise."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):  # "auto"
+        try:
+            from river.drift import ADWIN
+        except ImportError:
+            warnings.warn(
+                "drift_detector='auto' uses river's ADWIN, but river is not installed: "
+                "no drift detection, so the replay memory will not follow drift. "
+                "pip install 'skocl[drift]', or set drift_detector=None to silence this.",
+                DriftDetectionUnavailableWarning,
+                stacklevel=5,
+            )
+            return None
+        return ADWIN()
+    return spec.clone() if hasattr(spec, "clone") else copy.deepcopy(spec)

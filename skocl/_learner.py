@@ -1,0 +1,370 @@
+"""The torch side of OnlineFineTuneClassifier: one object owns the network, its
+optimizers, the random stream and the continual components, and holds the online rule
+in :meth:`OnlineLearner.update`."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from ._continual import Anchor, ReplayMemory, empirical_fisher
+from ._drift import DriftMonitor
+from ._fusion import NoFusion, make_fusion
+from ._modules import Growth, grow_linear, has_stochastic_layers, make_optimizer, output_layer
+from ._random import Rng
+from ._rows import Rows, to_tensor
+from ._steps import (
+    Transaction,
+    features,
+    fine_tune_head,
+    forward,
+    predict_rows,
+    snapshot,
+    to_cpu,
+    train_epoch,
+)
+
+# Rows used to estimate EWC's Fisher information.
+FISHER_ROWS = 256
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The estimator's parameters that act on each call, so that ``set_params``
+    between calls takes effect (``OnlineFineTuneClassifier._settings`` builds it)."""
+
+    optimizer: str
+    lr: float
+    weight_decay: float
+    batch_size: int | str
+    max_iter: int
+    tol: float
+    n_iter_no_change: int
+    trunk_lr: float
+    trunk_epochs: int
+    head_lr: float
+    head_steps: int
+    memory_size: int
+    memory_strategy: str
+    regularization: str | None
+    reg_strength: float
+    fusion: str | None
+    ema_decay: float
+    wise_alpha: float
+    verbose: int
+
+    def batch(self, n: int) -> int:
+        return min(200, n) if self.batch_size == "auto" else self.batch_size
+
+
+@dataclass
+class Pretraining:
+    """What ``pretrain`` reports: per-epoch losses and validation scores."""
+
+    n_iter: int
+    loss_curve: list
+    validation_scores: list | None
+    best_validation_score: float | None
+    skipped: int
+
+
+class OnlineLearner:
+    """The network (a trunk and a head), their optimizers, a private random stream and
+    the continual components: the replay ``memory``, the ``anchor`` (the pretrained
+    start), the ``fusion`` that picks the served weights, and the ``drift`` monitor.
+
+    Parameters
+    ----------
+    module, trunk, head : torch.nn.Module
+        The whole network and its two parts, on ``device`` in ``dtype``.
+    n_features : int
+        Width of the input.
+    dtype : torch.dtype
+    device : torch.device
+    seed : int
+        Seed of the private random stream.
+    detector : object or None
+        A fresh drift detector.
+    user_module : bool
+        Whether the network is the user's (then, without ``fit``, its weights are the
+        pretrained start).
+    """
+
+    def __init__(self, module, trunk, head, *, n_features, dtype, device, seed, detector,
+                 user_module) -> None:  # fmt: skip
+        self.module, self.trunk, self.head = module.eval(), trunk, head
+        self.trunk_params = [p for p in trunk.parameters() if p.requires_grad]
+        self.head_params = [p for p in head.parameters() if p.requires_grad]
+        self.dtype, self.device = dtype, device
+        self.gpu = None if device.type == "cpu" else device
+        self.rng = Rng(seed)
+        self.stochastic = has_stochastic_layers(module)
+        self.user_module = user_module
+        self.trunk_optimizer = self.head_optimizer = None
+        self.memory = ReplayMemory(0, "class_balanced", n_features, dtype, device)
+        self.anchor: Anchor | None = None
+        self.fusion = NoFusion()
+        self.drift = DriftMonitor(detector)
+        self.settings: Settings | None = None
+
+    # ------------------------------------------------------------------ the rule
+    def update(self, rows: Rows, *, seen: int, watch: bool = True) -> tuple[float, int]:
+        """The online step of ``partial_fit`` on ``rows``, in order:
+
+        1. watch for drift (``watch``): predict the chunk before learning it and feed the
+           errors to the drift monitor; on a drift it reacts to, drop the replay rows the
+           chunk contradicts and restart the fusion;
+        2. in a transaction (undone if a weight ends up non-finite): trunk epochs, then
+           the head's fine-tune on the trunk's frozen features, replayed rows joining
+           both;
+        3. offer the chunk to the replay memory;
+        4. capture the anchor, at the first update without a pretrained start;
+        5. fuse: set the served weights.
+
+        ``seen`` is the number of rows learned before. Returns the mean loss of the trunk
+        steps and the number of skipped steps.
+        """
+        s = self.settings
+        self._check_anchor(s)
+        if watch and self.drift.detector is not None:
+            errors = predict_rows(*self.served, rows, s.batch(len(rows))) != rows.labels
+            if self.drift.observe(errors, seen):
+                if len(self.memory):
+                    self.memory.forget_contradicted(rows.numpy(), rows.labels)
+                self.fusion.restart()
+        self._set_rates(s)
+        if self.anchor is None and self.user_module:
+            self.capture_anchor(rows)  # a user's module is the pretrained start
+        memory = self.memory if s.memory_size else None
+        with self.rng.scope(self.device, self.stochastic) as gen:
+            loss, skipped = self._trunk_then_head(rows, s, memory, gen)
+            if memory is not None:
+                memory.offer(rows, s.batch(len(rows)), gen)
+        if self.anchor is None:
+            self.capture_anchor(rows)  # from scratch: the first update is the start
+        self.fusion.after_update(self.trunk, self.head, self.params, self.anchor)
+        return loss, skipped
+
+    def _trunk_then_head(self, rows, s, memory, gen) -> tuple[float, int]:
+        txn = Transaction(self.params, [self.trunk_optimizer, self.head_optimizer])
+        loss, taken, skipped = float("nan"), 0, 0
+        batch = s.batch(len(rows))
+        if s.trunk_epochs and s.trunk_lr > 0:
+            penalty = None if self.anchor is None else self.anchor.penalty(
+                s.regularization, s.reg_strength
+            )  # fmt: skip
+            self.trunk.train()
+            self.head.train()
+            for _ in range(s.trunk_epochs):
+                loss, t, k = train_epoch(
+                    self.trunk, self.head, self.trunk_optimizer, self.trunk_params, rows,
+                    batch, gen, memory=memory, penalty=penalty,
+                )  # fmt: skip
+                taken, skipped = taken + t, skipped + k
+            self.trunk.eval()
+            self.head.eval()
+        if s.head_steps and (rows.w is None or bool(rows.w.sum() > 0)):
+            feats, y, w = features(self.trunk, rows, batch), rows.y, rows.w
+            if memory is not None and len(memory):
+                feats, y, w = memory.join_features(feats, y, w, self.trunk, gen)
+            self.head.train()
+            k = fine_tune_head(
+                self.head, self.head_optimizer, self.head_params, feats, y, w, s.head_steps
+            )
+            taken, skipped = taken + s.head_steps - k, skipped + k
+            self.head.eval()
+        if not txn.finite():
+            txn.rollback()
+            loss, skipped = float("nan"), skipped + taken
+        return loss, skipped
+
+    # ------------------------------------------------------------------ set-up
+    def configure(self, settings: Settings) -> None:
+        """Take the settings of this call."""
+        self.settings = settings
+        self.memory.capacity = settings.memory_size
+        self.memory.strategy = settings.memory_strategy
+        self.fusion = make_fusion(
+            settings.fusion, settings.ema_decay, settings.wise_alpha, self.fusion
+        )
+
+    def _set_rates(self, s: Settings) -> None:
+        if self.trunk_optimizer is None:
+            self.make_optimizers()
+        for opt, lr in ((self.trunk_optimizer, s.trunk_lr), (self.head_optimizer, s.head_lr)):
+            for group in opt.param_groups:
+                group["lr"], group["weight_decay"] = lr, s.weight_decay
+
+    def make_optimizers(self) -> None:
+        s = self.settings
+        self.trunk_optimizer = make_optimizer(
+            s.optimizer, self.trunk_params, s.trunk_lr, s.weight_decay
+        )
+        self.head_optimizer = make_optimizer(
+            s.optimizer, self.head_params, s.head_lr, s.weight_decay
+        )
+
+    def _check_anchor(self, s: Settings) -> None:
+        if (
+            s.regularization == "ewc"
+            and s.reg_strength
+            and self.anchor is not None
+            and self.anchor.fisher is None
+        ):
+            raise ValueError(
+                "regularization='ewc' needs the Fisher information estimated when the "
+                "model was (pre)trained: set it before fit or the first partial_fit."
+            )
+
+    def capture_anchor(self, rows: Rows) -> None:
+        """Remember the current weights as the pretrained start; for EWC, estimate the
+        Fisher information on up to ``FISHER_ROWS`` rows."""
+        fisher = None
+        if self.settings.regularization == "ewc":
+            n = min(len(rows), FISHER_ROWS)
+            X = rows.take(slice(0, n))
+            fisher = empirical_fisher(self.trunk, self.head, self.trunk_params, X, rows.y[:n])
+        self.anchor = Anchor.capture(self.trunk_params, self.head_params, fisher)
+
+    @property
+    def params(self) -> list:
+        return self.trunk_params + self.head_params
+
+    @property
+    def served(self):
+        """The ``(trunk, head)`` that predicts: the live one or the fusion's copy."""
+        return self.fusion.served(self.trunk, self.head)
+
+    # ------------------------------------------------------------------ pretraining
+    def pretrain(self, rows: Rows, val=None) -> Pretraining:
+        """Train every parameter on ``rows`` in shuffled mini-batches for up to
+        ``max_iter`` epochs, stopping as MLPClassifier does (on the training loss, or on
+        the accuracy on ``val = (X, y_idx)`` keeping the best weights)."""
+        s = self.settings
+        opt = make_optimizer(s.optimizer, self.params, s.lr, s.weight_decay)
+        batch = s.batch(len(rows))
+        report = Pretraining(0, [], [] if val is not None else None, None, 0)
+        best, best_state, stall = np.inf, None, 0
+        for epoch in range(s.max_iter):
+            txn = Transaction(self.params, [opt])
+            self.module.train()
+            with self.rng.scope(self.device, self.stochastic) as gen:
+                loss, taken, k = train_epoch(
+                    self.trunk, self.head, opt, self.params, rows, batch, gen
+                )
+            self.module.eval()
+            if not txn.finite():  # too high a learning rate: undo the epoch
+                txn.rollback()
+                loss, k = float("nan"), k + taken
+            report.skipped += k
+            report.n_iter = epoch + 1
+            report.loss_curve.append(loss)
+            if val is not None:
+                score = float(np.mean(self.forward(val[0], _argmax) == val[1]))
+                report.validation_scores.append(score)
+                objective = -score
+            else:
+                objective = loss
+            if s.verbose:
+                print(
+                    f"epoch {epoch + 1}: loss {loss:.6f}"
+                    + (f", validation accuracy {score:.4f}" if val is not None else "")
+                )
+            stall = stall + 1 if objective > best - s.tol else 0
+            if objective < best:
+                best = objective
+                if val is not None:
+                    best_state = snapshot(self.module)
+            if stall > s.n_iter_no_change:
+                break
+        else:
+            warnings.warn(
+                f"Stopped after max_iter={s.max_iter} epochs before the "
+                "optimization converged; raise max_iter or tol.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        if best_state is not None:
+            self.module.load_state_dict(best_state)
+            report.best_validation_score = -best
+        return report
+
+    def finish_pretraining(self, rows: Rows) -> None:
+        """After ``fit``: the pretrained weights become the anchor, the training rows
+        seed the replay memory (what pretraining learned is what replay should keep from
+        forgetting), and the fusion starts."""
+        self.capture_anchor(rows)
+        if self.settings.memory_size:
+            with self.rng.generator() as gen:
+                self.memory.offer(rows, self.settings.batch(len(rows)), gen)
+        self.fusion.after_update(self.trunk, self.head, self.params, self.anchor)
+
+    # ------------------------------------------------------------------ growth
+    def grow(self, positions: np.ndarray, n_classes: int) -> None:
+        """Grow the head to ``n_classes`` outputs, old class ``i`` moving to
+        ``positions[i]``: known classes keep their weights and optimizer state exactly,
+        new ones start as a fresh ``nn.Linear`` row would; every component follows."""
+        layer = output_layer(self.head, len(positions))
+        optimizers = [o for o in (self.head_optimizer, self.trunk_optimizer) if o is not None]
+        old_head_params = self.head_params
+        with self.rng.generator() as gen:
+            pairs = grow_linear(layer, positions, n_classes, optimizers, gen)
+            self.head_params = [p for p in self.head.parameters() if p.requires_grad]
+            growth = Growth(
+                positions, n_classes, pairs, old_head_params, self.head_params, gen, self.device
+            )
+            for _, component in self._components():
+                component.grow(growth)
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, X, post=None) -> np.ndarray:
+        """``post`` of the served logits of a checked X (array in the network's dtype,
+        or CSR matrix, densified a batch at a time), as a numpy array."""
+        trunk, head = self.served
+        if not sp.issparse(X):
+            return forward(trunk, head, to_tensor(X, self.dtype), post, self.gpu).cpu().numpy()
+        step = self.settings.batch(X.shape[0])
+        parts = [
+            forward(trunk, head, to_tensor(X[s : s + step].toarray(), self.dtype), post, self.gpu)
+            for s in range(0, X.shape[0], step)
+        ]
+        return torch.cat(parts).cpu().numpy()
+
+    # ------------------------------------------------------------------ persistence
+    def _components(self):
+        for name in ("memory", "anchor", "fusion", "drift"):
+            component = getattr(self, name)
+            if component is not None:
+                yield name, component
+
+    def state_dict(self) -> dict:
+        """Everything but the module's weights, as CPU tensors and plain values."""
+        state = {"rng": self.rng.state}
+        if self.trunk_optimizer is not None:
+            state["trunk_optimizer"] = self.trunk_optimizer.state_dict()
+            state["head_optimizer"] = self.head_optimizer.state_dict()
+        for name, component in self._components():
+            state[name] = component.state_dict()
+        return to_cpu(state)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` wrote, after :meth:`configure`."""
+        self.rng.state = state["rng"]
+        if "trunk_optimizer" in state:
+            self.make_optimizers()
+            self.trunk_optimizer.load_state_dict(state["trunk_optimizer"])
+            self.head_optimizer.load_state_dict(state["head_optimizer"])
+        if "anchor" in state:
+            self.anchor = Anchor.from_state_dict(state["anchor"], self.device)
+        self.memory.load_state_dict(state["memory"])
+        self.fusion.load_state_dict(state["fusion"], self.trunk, self.head)
+        self.drift.load_state_dict(state["drift"])
+
+
+def _argmax(z):
+    return z.argmax(1)

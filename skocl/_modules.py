@@ -1,0 +1,282 @@
+"""The network: building or adopting a user's module, finding its trunk and head,
+growing the head for new classes, and the optimizers."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ._random import seeded_build
+from ._rows import to_tensor
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "logistic": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
+
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+}
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class TrunkHeadNet(nn.Module):
+    """A network made of a shared ``trunk`` and a task ``head``: ``head(trunk(x))``.
+
+    Parameters
+    ----------
+    trunk : torch.nn.Module
+        Maps inputs to features.
+    head : torch.nn.Module
+        Maps features to one logit per class.
+    """
+
+    def __init__(self, trunk: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``head(trunk(x))``, the logits."""
+        return self.head(self.trunk(x))
+
+
+def build_mlp(
+    n_features: int,
+    n_classes: int,
+    hidden_layer_sizes: Sequence[int],
+    activation: str,
+    dropout: float,
+) -> TrunkHeadNet:
+    """Default network: an MLP trunk and a linear head."""
+    layers: list[nn.Module] = []
+    width = n_features
+    for size in hidden_layer_sizes:
+        layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    return TrunkHeadNet(nn.Sequential(*layers), nn.Linear(width, n_classes))
+
+
+def split_module(
+    module: nn.Module, trunk_attr: str, head_attr: str
+) -> tuple[nn.Module, nn.Module]:
+    """Find the trunk and the head of a user's module by attribute name.
+
+    An ``nn.Sequential`` without those attributes is split into all layers but the last
+    (trunk) and the last layer (head).
+    """
+    has_trunk, has_head = hasattr(module, trunk_attr), hasattr(module, head_attr)
+    if has_trunk and has_head:
+        trunk, head = getattr(module, trunk_attr), getattr(module, head_attr)
+        for attr, part in ((trunk_attr, trunk), (head_attr, head)):
+            if not isinstance(part, nn.Module):
+                raise TypeError(
+                    f"module.{attr} is a {type(part).__name__}, not a torch.nn.Module."
+                )
+        return trunk, head
+    if isinstance(module, nn.Sequential) and not (has_trunk or has_head) and len(module) >= 2:
+        return module[:-1], module[-1]
+    missing = [name for name, ok in ((trunk_attr, has_trunk), (head_attr, has_head)) if not ok]
+    raise AttributeError(
+        f"module of type {type(module).__name__} has no attribute "
+        f"{' or '.join(repr(m) for m in missing)}. skocl computes head(trunk(X)): set "
+        "trunk_attr and head_attr to the names of the module's shared trunk and task "
+        "head submodules (defaults 'trunk' and 'head'), or pass an nn.Sequential whose "
+        "last layer is the head."
+    )
+
+
+def strip_softmax(module: nn.Module) -> nn.Module:
+    """Drop a trailing ``nn.Softmax`` of an ``nn.Sequential`` so that it returns logits."""
+    if isinstance(module, nn.Sequential) and len(module) and isinstance(module[-1], nn.Softmax):
+        return module[:-1]
+    return module
+
+
+def output_layer(head: nn.Module, n_classes: int) -> nn.Linear | None:
+    """The Linear layer that produces the head's logits: the head itself or its last
+    Linear with ``n_classes`` outputs."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if linears and linears[-1].out_features == n_classes:
+        return linears[-1]
+    return None
+
+
+def grow_linear(
+    layer: nn.Linear, positions: np.ndarray, n_out: int, optimizers, gen: torch.Generator
+) -> list[tuple[nn.Parameter, nn.Parameter]]:
+    """Give ``layer`` ``n_out`` outputs; old output ``i`` moves to row ``positions[i]``,
+    its weights kept exactly, new rows initialised as ``nn.Linear`` does.
+
+    Optimizer state of the old parameters (Adam's moments, the step count) moves to the
+    new ones, padded with zeros for the new rows, so no optimizer is rebuilt.
+    Returns the ``(old, new)`` parameter pairs.
+    """
+    idx = torch.as_tensor(positions, dtype=torch.long, device=layer.weight.device)
+    bound = 1.0 / math.sqrt(layer.in_features)
+    pairs = []
+    for name in ("weight", "bias"):
+        old = getattr(layer, name)
+        if old is None:
+            continue
+        shape = (n_out, *old.shape[1:])
+        fresh = torch.empty(shape, dtype=old.dtype).uniform_(-bound, bound, generator=gen)
+        fresh = fresh.to(old.device)
+        with torch.no_grad():
+            fresh[idx] = old
+        new = nn.Parameter(fresh, requires_grad=old.requires_grad)
+        setattr(layer, name, new)
+        pairs.append((old, new))
+    layer.out_features = n_out
+    for opt in optimizers:
+        for old, new in pairs:
+            _move_optimizer_state(opt, old, new, idx)
+    return pairs
+
+
+@dataclass
+class Growth:
+    """A growth of the head to a larger label set, as the components follow it: old
+    class ``i`` is now ``positions[i]`` of ``n_classes``; ``pairs`` are the grown
+    ``(old, new)`` parameters, ``gen`` the random stream for fresh rows."""
+
+    positions: np.ndarray
+    n_classes: int
+    pairs: list
+    old_head_params: list
+    new_head_params: list
+    gen: torch.Generator
+    device: torch.device
+
+
+def _move_optimizer_state(opt, old, new, idx) -> None:
+    for group in opt.param_groups:
+        group["params"] = [new if p is old else p for p in group["params"]]
+    state = opt.state.pop(old, None)
+    if state is None:
+        return
+    moved = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.shape == old.shape:
+            padded = torch.zeros_like(new)
+            padded[idx] = value
+            value = padded
+        moved[key] = value
+    opt.state[new] = moved
+
+
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float):
+    """The named optimizer, fused (one kernel for all parameters) where torch has it."""
+    kwargs = {"momentum": 0.9} if name == "sgd" else {}
+    try:
+        return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):
+        return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+def has_stochastic_layers(module: nn.Module) -> bool:
+    """Whether a forward pass in train mode draws random numbers (dropout and friends)."""
+    stochastic = (nn.modules.dropout._DropoutNd, nn.AlphaDropout, nn.RReLU)
+    return any(isinstance(m, stochastic) for m in module.modules())
+
+
+def is_skorch_net(obj) -> bool:
+    try:
+        from skorch import NeuralNet
+    except ImportError:  # pragma: no cover - skorch is a core dependency
+        return False
+    return isinstance(obj, NeuralNet)
+
+
+def make_module(params: dict, n_classes: int, X, seed: int, device: torch.device):
+    """Build or deep-copy the network described by the estimator's ``params``, find
+    its trunk and head, and check that it maps X's width to ``n_classes`` logits.
+
+    Returns ``(module, trunk, head)`` on ``device`` in the ``dtype`` of ``params``.
+    """
+    source, n_features = params["module"], X.shape[1]
+    if source is None:
+        module = seeded_build(
+            seed,
+            build_mlp,
+            n_features,
+            n_classes,
+            tuple(params["hidden_layer_sizes"]),
+            params["activation"],
+            params["dropout"],
+        )
+    elif is_skorch_net(source):
+        module = copy.deepcopy(source.module_)
+    elif isinstance(source, nn.Module):
+        module = copy.deepcopy(source)
+    elif isinstance(source, type) and issubclass(source, nn.Module):
+        module = seeded_build(seed, source, **(params["module_kwargs"] or {}))
+    else:
+        raise TypeError(
+            f"module must be None, a torch.nn.Module instance or class, or a fitted "
+            f"skorch NeuralNetClassifier; got {type(source).__name__}."
+        )
+    nll = is_skorch_net(source) and isinstance(source.criterion_, nn.NLLLoss)
+    if nll:
+        # skorch's NLLLoss nets end in a softmax; skocl's heads return logits.
+        module = strip_softmax(module)
+    trunk, head = split_module(module, params["trunk_attr"], params["head_attr"])
+    if nll:
+        head = strip_softmax(head)
+    for name, part in (("trunk", trunk), ("head", head)):
+        if not any(p.requires_grad for p in part.parameters()):
+            raise ValueError(f"The module's {name} has no trainable parameters.")
+    dtype = DTYPES[params["dtype"]]
+    module = module.to(device=device, dtype=dtype)
+    if source is not None:
+        _check_output(trunk, head, X, n_classes, dtype, device)
+    return module, trunk, head
+
+
+def _check_output(trunk, head, X, n_classes, dtype, device) -> None:
+    rows = X[:2].toarray() if sp.issparse(X) else X[:2]
+    x = to_tensor(np.asarray(rows), dtype, device)
+    trunk.eval()
+    head.eval()
+    try:
+        with torch.inference_mode():
+            out = head(trunk(x))
+    except Exception as exc:
+        raise ValueError(
+            f"module cannot compute head(trunk(X)) on X with {X.shape[1]} features: {exc}"
+        ) from exc
+    if out.ndim != 2 or out.shape[1] != n_classes:
+        raise ValueError(
+            f"module's head returns output of shape {tuple(out.shape)} for 2 rows, "
+            f"expected (2, {n_classes}): one logit for each of the {n_classes} classes."
+        )
+
+
+def resolve_device(device) -> torch.device:
+    """The torch device of the ``device`` parameter; an error when CUDA is asked for
+    and missing."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here.")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)."
+        )
+    return resolved

@@ -1,0 +1,111 @@
+"""Labelled rows on their way to the network: host memory in, one device copy per use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+# Rows pushed through the network at once when predicting or computing features; bounds
+# the memory of a forward pass over a large X.
+FORWARD_ROWS = 1 << 18
+
+
+@dataclass
+class Rows:
+    """Labelled rows, ready for the network (the chunk of a ``partial_fit``, the
+    training set of a ``fit``).
+
+    ``X`` stays in host memory (a tensor, or a scipy CSR matrix densified one
+    mini-batch at a time); :meth:`take` copies the rows asked for to ``device``, so only
+    the rows in use cross to a GPU. The first request for all rows (rows no more than a
+    mini-batch, the head's features, the replay memory's offer) keeps its device copy
+    for the later ones, so the rows cross once per use, not once per step. Labels ``y``
+    and weights ``w`` (None: all ones) are small and live on ``device``; ``labels`` is
+    the host copy of ``y``.
+    """
+
+    X: torch.Tensor | sp.csr_matrix
+    y: torch.Tensor
+    w: torch.Tensor | None
+    dtype: torch.dtype
+    device: torch.device
+    labels: np.ndarray | None = None
+    _whole: torch.Tensor | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def take(self, idx: torch.Tensor | slice | None) -> torch.Tensor:
+        """Rows of X on ``device`` (all when ``idx`` is None; ``idx`` a CPU tensor or a
+        slice)."""
+        n = len(self)
+        whole = idx is None or (isinstance(idx, slice) and idx.indices(n) == (0, n, 1))
+        if self._whole is not None:
+            if whole:
+                return self._whole
+            return self._whole[idx if isinstance(idx, slice) else idx.to(self.device)]
+        X = self.X
+        if whole:
+            idx = slice(None)
+        if isinstance(X, torch.Tensor):
+            rows = X[idx]
+        else:
+            rows = to_tensor(
+                X[idx.numpy() if isinstance(idx, torch.Tensor) else idx].toarray(), self.dtype
+            )
+        if self.device.type == "cpu":
+            return rows
+        rows = rows.to(self.device, non_blocking=True)
+        if whole:
+            self._whole = rows
+        return rows
+
+    def slices(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """All rows on ``device`` in order, ``FORWARD_ROWS`` at a time (sparse rows
+        ``batch_size`` at a time, densified); rows that fit are one request for all."""
+        step = FORWARD_ROWS if isinstance(self.X, torch.Tensor) else batch_size
+        for s in range(0, len(self), step):
+            yield self.take(slice(s, s + step))
+
+    def batches(self, batch_size: int, gen: torch.Generator | None) -> Iterator[tuple]:
+        """Mini-batches ``(X, y, w)`` in a random order (when ``gen`` is given)."""
+        n = len(self)
+        if n <= batch_size:
+            yield self.take(None), self.y, self.w
+            return
+        order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+        on_device = order.to(self.device)
+        for start in range(0, n, batch_size):
+            idx, idx_d = order[start : start + batch_size], on_device[start : start + batch_size]
+            yield self.take(idx), self.y[idx_d], None if self.w is None else self.w[idx_d]
+
+    def numpy(self) -> np.ndarray | sp.csr_matrix:
+        """X as the host array (or CSR matrix) it was made from, without a copy."""
+        return self.X if sp.issparse(self.X) else self.X.numpy()
+
+
+def to_tensor(
+    X: np.ndarray, dtype: torch.dtype, device: torch.device | None = None
+) -> torch.Tensor:
+    """A dense numpy array as a tensor (on the CPU unless ``device`` is given);
+    zero-copy when dtype and layout allow."""
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    if X.dtype != np_dtype or not X.flags.c_contiguous or not X.flags.writeable:
+        X = np.array(X, dtype=np_dtype, order="C")
+    t = torch.from_numpy(X)
+    return t if device is None or device.type == "cpu" else t.to(device)
+
+
+def make_rows(X, y_idx: np.ndarray, w: np.ndarray | None, dtype, device) -> Rows:
+    """:class:`Rows` of a validated X (ndarray or CSR), label indices and weights."""
+    Xt = X.tocsr() if sp.issparse(X) else to_tensor(X, dtype)
+    yt = torch.from_numpy(np.asarray(y_idx, dtype=np.int64))
+    wt = None if w is None else torch.from_numpy(np.asarray(w, dtype=np.float64)).to(dtype)
+    if device.type != "cpu":
+        yt = yt.to(device)
+        wt = None if wt is None else wt.to(device)
+    return Rows(Xt, yt, wt, dtype, device, np.asarray(y_idx))

@@ -1,0 +1,213 @@
+"""Gradient steps and passes: guarded steps, the per-call transaction, a training
+epoch, the head's fine-tune on fixed features, and inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._rows import FORWARD_ROWS, Rows
+
+
+def weighted_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy averaged over the batch, weighted by ``w`` when given."""
+    if w is None:
+        return F.cross_entropy(logits, y)
+    return (F.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum()
+
+
+def apply_step(
+    optimizer, params: list[nn.Parameter], grads, loss: torch.Tensor | None = None
+) -> bool:
+    """Step ``optimizer`` with ``grads`` unless the loss or a gradient is not finite;
+    a skipped step leaves the weights as they were. Returns whether it was taken.
+
+    A finite gradient can still make a weight non-finite (a learning rate far too
+    high): :class:`Transaction` catches that once per call rather than per step.
+    """
+    total = loss.detach() if loss is not None else 0.0
+    for g in grads:
+        total = total + g.sum()
+    # One sync for the whole check: any inf or NaN makes the sum non-finite.
+    if not bool(torch.isfinite(total)):
+        return False
+    for p, g in zip(params, grads):
+        p.grad = g
+    optimizer.step()
+    return True
+
+
+class Transaction:
+    """Parameters as they were at the start of an update, put back by
+    :meth:`rollback` if the update left a weight that is not finite.
+
+    One copy per update, not per step, keeps the promise that weights never become NaN
+    at the cost of one copy of the parameters. Rolling back also clears the optimizer
+    state of those parameters (Adam's moments start afresh): the state that led to a
+    non-finite weight is not worth keeping.
+    """
+
+    def __init__(self, params: list[nn.Parameter], optimizers) -> None:
+        self.params = params
+        self.optimizers = [opt for opt in optimizers if opt is not None]
+        with torch.no_grad():
+            self.weights = [p.clone() for p in params]
+
+    @torch.no_grad()
+    def finite(self) -> bool:
+        return bool(torch.isfinite(torch.cat([p.reshape(-1) for p in self.params]).sum()))
+
+    @torch.no_grad()
+    def rollback(self) -> None:
+        for p, w in zip(self.params, self.weights):
+            p.copy_(w)
+            for opt in self.optimizers:
+                opt.state.pop(p, None)
+
+
+def gradient_step(loss: torch.Tensor, optimizer, params: list[nn.Parameter]) -> bool:
+    """Differentiate ``loss`` with respect to ``params`` only and take a guarded step."""
+    grads = torch.autograd.grad(loss, params, materialize_grads=True)
+    return apply_step(optimizer, params, grads, loss)
+
+
+def train_epoch(
+    trunk: nn.Module,
+    head: nn.Module,
+    optimizer,
+    params: list[nn.Parameter],
+    rows: Rows,
+    batch_size: int,
+    gen: torch.Generator | None,
+    *,
+    memory=None,
+    penalty=None,
+) -> tuple[float, int, int]:
+    """One pass over ``rows`` in mini-batches, each a step of ``optimizer`` on the loss
+    of the whole network (only ``params`` move).
+
+    With a non-empty replay ``memory``, each mini-batch is joined by as many rows drawn
+    from it (at most its size). ``penalty(params, grads)`` may adjust the gradients
+    (L2-SP, EWC) before the step.
+
+    Returns the weighted mean loss of the steps taken, the number of steps taken and
+    the number skipped.
+    """
+    total, weight, taken, skipped = 0.0, 0.0, 0, 0
+    for Xb, yb, wb in rows.batches(batch_size, gen):
+        n = yb.shape[0] if wb is None else float(wb.sum())
+        if n == 0:
+            continue
+        if memory is not None and len(memory):
+            Xb, yb, wb = memory.join_batch(Xb, yb, wb, gen)
+        loss = weighted_loss(head(trunk(Xb)), yb, wb)
+        grads = torch.autograd.grad(loss, params, materialize_grads=True)
+        if penalty is not None:
+            grads = penalty(params, grads)
+        if apply_step(optimizer, params, grads, loss):
+            total += float(loss.detach()) * n
+            weight += n
+            taken += 1
+        else:
+            skipped += 1
+    return (total / weight if weight else float("nan")), taken, skipped
+
+
+def fine_tune_head(
+    head: nn.Module,
+    optimizer,
+    params: list[nn.Parameter],
+    feats: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor | None,
+    steps: int,
+) -> int:
+    """``steps`` full-batch steps of ``optimizer`` on the head alone, on fixed features.
+
+    A plain ``nn.Linear`` head gets the closed-form cross-entropy gradient
+    ``G = (softmax(z W^T + b) - onehot(y)) * w / sum(w)``, ``dW = G^T z``, ``db = sum G``,
+    equal to autograd's but without its per-step overhead. Returns the number of steps
+    skipped.
+    """
+    n = y.shape[0]
+    scale = w / w.sum() if w is not None else feats.new_full((n,), 1.0 / n)
+    skipped = 0
+    W, b = getattr(head, "weight", None), getattr(head, "bias", None)
+    closed_form = (
+        type(head) is nn.Linear and len(params) == 2 and params[0] is W and params[1] is b
+    )
+    if closed_form:
+        # Logits computed n x C (the fast layout for addmm), then softmax over the classes
+        # on the transposed view: over a short first axis it vectorises over the samples,
+        # which torch's CPU softmax over a short last axis does not.
+        onehot_t = F.one_hot(y, W.shape[0]).to(feats.dtype).t()
+        for _ in range(steps):
+            with torch.no_grad():
+                G_t = torch.softmax(torch.addmm(b, feats, W.t()).t(), dim=0)
+                G_t = G_t.sub_(onehot_t).mul_(scale)
+                grads = (G_t @ feats, G_t.sum(1))
+            skipped += not apply_step(optimizer, params, grads)
+        return skipped
+    for _ in range(steps):
+        loss = (F.cross_entropy(head(feats), y, reduction="none") * scale).sum()
+        skipped += not gradient_step(loss, optimizer, params)
+    return skipped
+
+
+@torch.no_grad()
+def features(trunk: nn.Module, rows: Rows, batch_size: int) -> torch.Tensor:
+    """Trunk features of every row of ``rows``, without a graph (callers set eval
+    mode), computed :meth:`Rows.slices` at a time."""
+    return _joined([trunk(x) for x in rows.slices(batch_size)])
+
+
+@torch.no_grad()
+def predict_rows(trunk: nn.Module, head: nn.Module, rows: Rows, batch_size: int) -> np.ndarray:
+    """Predicted class indices of every row of ``rows`` (callers set eval mode).
+    Rows requested whole stay on the device for the update that follows, so this runs
+    under ``no_grad``, not ``inference_mode``, whose tensors autograd refuses."""
+    parts = [head(trunk(x)).argmax(1) for x in rows.slices(batch_size)]
+    return _joined(parts).cpu().numpy()
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def forward(
+    trunk: nn.Module, head: nn.Module, X: torch.Tensor, post=None, device=None
+) -> torch.Tensor:
+    """``post(head(trunk(X)))`` in inference mode, in slices that bound memory; each
+    slice is copied to ``device`` (when given) just before its forward pass."""
+
+    def run(rows):
+        if device is not None and rows.device != device:
+            rows = rows.to(device, non_blocking=True)
+        return head(trunk(rows))
+
+    with torch.inference_mode():
+        if X.shape[0] <= FORWARD_ROWS:
+            z = run(X)
+        else:
+            z = torch.cat(
+                [run(X[s : s + FORWARD_ROWS]) for s in range(0, X.shape[0], FORWARD_ROWS)]
+            )
+        return z if post is None else post(z)
+
+
+def to_cpu(tree):
+    """Every tensor in a nest of dicts, lists and tuples, on the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, dict):
+        return {k: to_cpu(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_cpu(v) for v in tree)
+    return tree
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the module's parameters and buffers."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}

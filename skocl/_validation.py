@@ -1,0 +1,106 @@
+"""Input checks of the estimator: casting with located errors, sample weights, labels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import _check_sample_weight
+
+from ._modules import is_skorch_net
+
+FLOATS = (np.float64, np.float32)
+
+
+def cast(X, dtype: str):
+    """X in the network's dtype; an error names the first value that is NaN or
+    infinite there (including finite float64 values beyond the float32 range)."""
+    np_dtype = np.float32 if dtype == "float32" else np.float64
+    if sp.issparse(X):
+        with np.errstate(over="ignore"):
+            X = X.astype(np_dtype, copy=False)
+        values = X.data
+    else:
+        with np.errstate(over="ignore"):  # reported below, with its row and column
+            X = values = np.asarray(X, dtype=np_dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = values.sum()
+    if not math.isfinite(total) and not np.isfinite(values).all():
+        if sp.issparse(X):
+            coo = X.tocoo()
+            bad = ~np.isfinite(coo.data)
+            row, col, value = coo.row[bad][0], coo.col[bad][0], coo.data[bad][0]
+        else:
+            row, col = np.argwhere(~np.isfinite(X))[0]
+            value = X[row, col]
+        raise ValueError(
+            f"Input X contains NaN or infinity in {dtype} (the network's dtype): "
+            f"{value} at row {row}, column {col}."
+        )
+    return X
+
+
+def check_weights(sample_weight, X):
+    """Validated non-negative, finite sample weights, not all zero (None stays None)."""
+    if sample_weight is None:
+        return None
+    sw = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+    if not np.isfinite(sw).all():
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if not sw.any():
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sw
+
+
+def encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of ``y``'s labels in the sorted ``classes``; an error names labels that
+    are not there."""
+    try:
+        idx = np.searchsorted(classes, y)
+        found = idx < len(classes)
+        found[found] = classes[idx[found]] == y[found]
+    except TypeError:  # labels that do not compare with the classes' type
+        found = np.zeros(len(y), dtype=bool)
+        idx = None
+    if not found.all():
+        unknown = sorted({repr(v) for v in np.asarray(y)[~found].tolist()})
+        raise ValueError(
+            f"y contains label(s) {', '.join(unknown[:10])} not in classes_ {classes.tolist()}."
+        )
+    return idx
+
+
+def start_classes(param, module, classes, y, first_partial_fit: bool):
+    """The label set of a (re)start and whether it is fixed: the ``classes`` argument of
+    partial_fit, the ``classes`` parameter (``param``) or a skorch module's classes, or
+    (in fit, or when nothing fixes it) y's labels."""
+    given = param
+    if is_skorch_net(module):
+        if not getattr(module, "initialized_", False):
+            raise ValueError(
+                "module is a skorch net that is not initialized or fitted. sklearn's "
+                "clone() (used by GridSearchCV and cross_val_score) drops a skorch "
+                "net's weights: there, pass module=net.module_, classes=net.classes_."
+            )
+        if given is None:
+            given = getattr(module, "classes_", None)
+    given = None if given is None else unique_labels(given)
+    if classes is None:
+        classes = given
+    elif given is not None and not np.array_equal(unique_labels(classes), given):
+        raise ValueError(
+            f"classes={classes!r} differs from the label set {given!r} given by the "
+            "classes parameter or the skorch module."
+        )
+    fixed = classes is not None
+    if classes is None:
+        classes = y  # a label set that grows as new labels arrive
+    classes = unique_labels(classes)
+    if len(classes) < 2 and (fixed or not first_partial_fit):
+        raise ValueError(
+            f"{'partial_fit' if first_partial_fit else 'fit'} needs at least 2 classes; "
+            f"got 1 class: {classes[0]!r}."
+        )
+    return classes, fixed
