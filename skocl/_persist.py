@@ -603,6 +603,26 @@ def _check_sizes(data: dict, params: dict, tensors: dict, module, path) -> None:
         )
 
 
+def _saved_device(saved, path):
+    """The saved device when it exists here, else the CPU; a device skocl never trains on
+    (``"meta"``, ``"xla"``, ...) is refused rather than giving a model that cannot run."""
+    if saved == "auto":
+        return saved
+    try:
+        wanted = torch.device(saved)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise _error(path, f"device={saved!r} is not a device", exc) from exc
+    if wanted.type == "cuda":
+        here = torch.cuda.is_available() and (wanted.index or 0) < torch.cuda.device_count()
+    elif wanted.type == "mps":
+        here = torch.backends.mps.is_available()
+    elif wanted.type == "cpu":
+        here = True
+    else:
+        raise ModelFileError(f"{path}: device={saved!r} is not a device skocl runs on.")
+    return saved if here else "cpu"
+
+
 def _load_classifier(data: dict, tensors: dict, module, trusted: list[str], device, path):
     from ._classifier import OnlineFineTuneClassifier
 
@@ -624,14 +644,7 @@ def _load_classifier(data: dict, tensors: dict, module, trusted: list[str], devi
         if detector is not None:
             key, cls, detector_params = detector
             params[key] = cls(**detector_params)
-        if device is None:
-            saved = params.get("device")
-            wanted = torch.device(saved if saved != "auto" else "cpu")
-            here = wanted.type != "cuda" or (
-                torch.cuda.is_available() and (wanted.index or 0) < torch.cuda.device_count()
-            )
-            device = saved if here else "cpu"
-        params["device"] = device
+        params["device"] = _saved_device(params.get("device"), path) if device is None else device
         clf = OnlineFineTuneClassifier(**params)
         clf._validate_params()
     except Exception as exc:

@@ -315,6 +315,16 @@ def test_unknown_kind_and_malformed_metadata(saved, tmp_path):
 
     refused(edited(saved, tmp_path / "f.skocl", bad_state), "saved state does not fit")
 
+    def device(name):
+        def edit(meta):
+            meta["classifier"]["params"]["device"] = name
+
+        return edit
+
+    refused(edited(saved, tmp_path / "g.skocl", device("meta")), "'meta' is not a device skocl")
+    refused(edited(saved, tmp_path / "h.skocl", device("gpu")), "'gpu' is not a device")
+    assert skocl.load(edited(saved, tmp_path / "i.skocl", device("cuda:99"))).device == "cpu"
+
 
 def test_archive_structure_is_checked(saved, tmp_path):
     members = members_of(saved)
