@@ -16,6 +16,7 @@ import os
 import random
 import re
 import tracemalloc
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -110,6 +111,18 @@ def check_chunks(chunks, n_features: int) -> np.ndarray:
     return rows
 
 
+def read_and_check(reader, path, measure, seen, **kwargs):
+    """Read ``path`` in chunks of 64 rows and check what every outcome must satisfy;
+    count the outcomes in ``seen``. The chunks, and the lines of their rows."""
+    chunks, error = read_all(reader, path, measure, chunksize=64, **kwargs)
+    if error is not None:
+        seen["error"] += 1
+        check_error_names_the_file(error, path)
+    if chunks:
+        seen["read"] += 1
+    return chunks, check_chunks(chunks, 2)
+
+
 def physical_lines(data: bytes) -> list[bytes]:
     return re.split(rb"\r\n|\r|\n", data)
 
@@ -119,7 +132,7 @@ def physical_lines(data: bytes) -> list[bytes]:
 def test_mutated_csv_gives_correct_chunks_or_a_located_error(tmp_path, seed, packed):
     rng = random.Random(seed)
     original = CSV_TEXT.encode()
-    n_errors = n_read = n_checked = 0
+    seen = Counter()
     for trial in range(30 if not packed else 20):
         data = mutate(original, rng, INSERTS)
         path = str(tmp_path / (f"m{trial}.csv.gz" if packed else f"m{trial}.csv"))
@@ -135,16 +148,11 @@ def test_mutated_csv_gives_correct_chunks_or_a_located_error(tmp_path, seed, pac
                 f.write(data)
         lines = physical_lines(data)
         for target, policy in (("label", "raise"), ("label", "skip"), ("a", "skip")):
-            chunks, error = read_all(
-                read_csv, path, trial % 4 == 0, target=target, chunksize=64, on_bad_rows=policy
+            chunks, rows = read_and_check(
+                read_csv, path, trial % 4 == 0, seen, target=target, on_bad_rows=policy
             )
-            if error is not None:
-                n_errors += 1
-                check_error_names_the_file(error, path)
             if not chunks:
                 continue
-            n_read += 1
-            rows = check_chunks(chunks, 2)
             if lines[0] != HEADER.encode() or (packed and trial % 3 == 0):
                 continue
             X = np.vstack([c.X for c in chunks])
@@ -154,13 +162,13 @@ def test_mutated_csv_gives_correct_chunks_or_a_located_error(tmp_path, seed, pac
                 i = ORIGINAL.get(text)
                 if i is None:
                     continue
-                n_checked += 1
+                seen["checked"] += 1
                 if target == "label":
                     assert list(X[k]) == [i, i + 0.25] and y[k] == LABELS[i % 3], (trial, line)
                 else:
                     assert list(X[k]) == [i + 0.25] and y[k] == i, (trial, line)
     # The mutations hit both outcomes, and many rows were checked value for value.
-    assert n_errors > 5 and n_read > 5 and n_checked > 1000
+    assert seen["error"] > 5 and seen["read"] > 5 and seen["checked"] > 1000
 
 
 def test_mutated_parquet_gives_correct_chunks_or_a_located_error(tmp_path):
@@ -175,23 +183,18 @@ def test_mutated_parquet_gives_correct_chunks_or_a_located_error(tmp_path):
     source = tmp_path / "base.parquet"
     pq.write_table(table, source, row_group_size=70, write_page_checksum=True)
     original = source.read_bytes()
-    n_errors = n_read = 0
+    seen = Counter()
     for trial in range(80):
         data = mutate(original, rng, [b"\x00", b"\xff", b"\x7f\xff\xff\xff"])
         path = str(tmp_path / f"m{trial}.parquet")
         with open(path, "wb") as f:
             f.write(data)
         for target, policy in (("label", "raise"), ("a", "skip")):
-            chunks, error = read_all(
-                read_parquet, path, trial % 4 == 0, target=target, chunksize=64, on_bad_rows=policy
+            chunks, rows = read_and_check(
+                read_parquet, path, trial % 4 == 0, seen, target=target, on_bad_rows=policy
             )
-            if error is not None:
-                n_errors += 1
-                check_error_names_the_file(error, path)
             if not chunks:
                 continue
-            n_read += 1
-            rows = check_chunks(chunks, 2)
             X = np.vstack([c.X for c in chunks])
             y = np.concatenate([c.y for c in chunks])
             # Row r of the file is row r of the table: a damaged page is an error, not
@@ -201,5 +204,5 @@ def test_mutated_parquet_gives_correct_chunks_or_a_located_error(tmp_path):
                 assert list(y) == [LABELS[(r - 1) % 3] for r in rows]
             else:
                 np.testing.assert_array_equal(y, rows - 1)
-    assert n_errors > 5 and n_read > 5
+    assert seen["error"] > 5 and seen["read"] > 5
     assert os.path.getsize(source) == len(original)

@@ -23,7 +23,7 @@ import csv
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from ._lines import (
 )
 from ._screen import (
     _arrow_type,
+    _Block,
     _cast_locating,
     _casts,
     _check_same_columns,
@@ -75,7 +76,7 @@ class _CsvFormat:
     block_size: int = 1 << 18
     max_block_size: int = 1 << 30
     always_check: bool = False
-    unit: str = "line"
+    unit: ClassVar[str] = "line"
 
     def header(self, path: str) -> _Header:
         names, lines = _read_csv_header(path)
@@ -375,18 +376,8 @@ def _iter_csv_file(
                                 failures[name] = fail
                         arrays[name] = arr
                     raw = {n: batch.column(n) for n in used} if checked else None
-                    yield from _settle_block(
-                        path,
-                        arrays,
-                        failures,
-                        raw,
-                        layout,
-                        opts,
-                        lines,
-                        unit="line",
-                        blank=_blank_rows(batch),
-                        extra=extra,
-                    )
+                    block = _Block(arrays, failures, raw, lines, _blank_rows(batch))
+                    yield from _settle_block(path, block, layout, opts, unit="line", extra=extra)
                     done += n
             except pa.ArrowInvalid as exc:
                 if fmt.row_too_long(exc, block_size):

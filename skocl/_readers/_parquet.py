@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from ._files import _Header, _open_files
-from ._screen import _arrow_type, _cast_locating, _Layout, _settle_block
+from ._screen import _arrow_type, _Block, _cast_locating, _Layout, _settle_block
 from ._types import _KIND_TEXT, FLOAT32_MAX, BadRowReport, StreamChunk, _arrow, _fail, _Options
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def _parquet_kinds(
 class _ParquetFormat:
     """Parquet files have types and no lines: a row's "line" is its 1-based number."""
 
-    unit: str = "row"
+    unit: ClassVar[str] = "row"
 
     def header(self, path: str) -> _Header:
         pa = _arrow()[0]
@@ -130,9 +130,8 @@ class _ParquetFormat:
                             failures[name] = fail
                     arrays[name] = arr
                 raw = {name: batch.column(name) for name in used}
-                yield from _settle_block(
-                    path, arrays, failures, raw, layout, opts, lines, unit="row"
-                )
+                block = _Block(arrays, failures, raw, lines)
+                yield from _settle_block(path, block, layout, opts, unit="row")
 
 
 def read_parquet(

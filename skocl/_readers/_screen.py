@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -216,21 +216,29 @@ def _range_reason(value: float, bound: float, target: bool) -> str:
 _Item = tuple[int | None, str | None, str, bool]
 
 
-def _screen(
-    arrays: dict[str, pa.Array],
-    failures: dict[str, np.ndarray],
-    raw: dict[str, pa.Array] | None,
-    layout: _Layout,
-    opts: _Options,
-    lines: np.ndarray,
-    blank: np.ndarray | None,
-) -> tuple[np.ndarray, list[_Item]]:
+class _Block(NamedTuple):
+    """One block of a file, converted to the kinds of its columns."""
+
+    # used column -> its values (null where a value did not convert)
+    arrays: dict[str, pa.Array]
+    # used column -> the rows whose value did not convert
+    failures: dict[str, np.ndarray]
+    # used column -> the values as read, for messages (None on the typed CSV path)
+    raw: dict[str, pa.Array] | None
+    # the line (for Parquet, the row number) of every row
+    lines: np.ndarray
+    # rows that are blank lines
+    blank: np.ndarray | None = None
+
+
+def _screen(block: _Block, layout: _Layout, opts: _Options) -> tuple[np.ndarray, list[_Item]]:
     """Sort the rows of a block into good ones and bad ones.
 
     A row is charged to its first faulty column in file order: a value that does not
     convert, a missing target, a missing feature when NaN is not allowed, or a float
     that is infinite or (for a feature) beyond ``max_abs``.
     """
+    arrays, failures, raw, lines, blank = block
     n = len(lines)
     culprit = np.full(n, -1, dtype=np.intp)
     unreadable = np.zeros(n, dtype=bool)
@@ -322,22 +330,18 @@ def _settle(
 
 def _settle_block(
     source: str,
-    arrays: dict[str, pa.Array],
-    failures: dict[str, np.ndarray],
-    raw: dict[str, pa.Array] | None,
+    block: _Block,
     layout: _Layout,
     opts: _Options,
-    lines: np.ndarray,
     *,
     unit: str,
-    blank: np.ndarray | None = None,
     extra: list[_Item] | None = None,
 ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
     """Screen one converted block (plus bad rows the parser found) and settle it."""
     pa = _arrow()[0]
-    good, items = _screen(arrays, failures, raw, layout, opts, lines, blank)
+    good, items = _screen(block, layout, opts)
     if extra:
         items += extra
     used = layout.used
-    block = pa.RecordBatch.from_arrays([arrays[n] for n in used], names=used)
-    yield from _settle(source, block, lines, good, items, opts, unit)
+    batch = pa.RecordBatch.from_arrays([block.arrays[n] for n in used], names=used)
+    yield from _settle(source, batch, block.lines, good, items, opts, unit)
