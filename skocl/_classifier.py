@@ -7,16 +7,12 @@ the update rules, seeding) lives in ``_network.py``.
 from __future__ import annotations
 
 import copy
-import math
-import secrets
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import (
@@ -28,7 +24,6 @@ from sklearn.utils.validation import (
 from torch import nn
 
 from ._drift import make_detector
-from ._labels import labels_from_json, labels_to_json
 from ._learner import OnlineLearner, Settings
 from ._modules import (
     ACTIVATIONS,
@@ -36,28 +31,27 @@ from ._modules import (
     OPTIMIZERS,
     TrunkHeadNet,
     make_module,
-    output_layer,
     resolve_device,
 )
+from ._random import draw_seed
 from ._rows import Rows, make_rows
-from ._steps import forward, to_cpu
-from ._validation import FLOATS, cast, check_weights, encode, start_classes
+from ._serving import ServingMixin
+from ._state import export_state, import_state
+from ._validation import (
+    FLOATS,
+    cast,
+    check_weights,
+    encode,
+    encode_or_grow,
+    split_validation,
+    start_classes,
+)
 from .exceptions import NonFiniteStepWarning
 
 _RESET_BY_VALIDATE = ("n_features_in_", "feature_names_in_")
-# Fitted attributes that are plain JSON values (saved as they are by skocl.save).
-_PLAIN_ATTRS = (
-    "n_features_in_",
-    "n_iter_",
-    "loss_curve_",
-    "validation_scores_",
-    "best_validation_score_",
-    "n_samples_seen_",
-    "n_skipped_steps_",
-)
 
 
-class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
+class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
     r"""A PyTorch classifier that is pretrained with ``fit`` and keeps learning online
     with ``partial_fit``.
 
@@ -173,7 +167,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during ``fit``, when ``X`` has string column names.
     module_ : torch.nn.Module
-        The trained network.
+        The network being trained (with ``fusion``, predictions come from
+        ``served_module_``).
     device_ : torch.device
         The device the network lives on.
     n_iter_ : int
@@ -193,6 +188,13 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         The detector in use (a clone of ``drift_detector``).
     drifts_ : list of int
         Values of ``n_samples_seen_`` at which drifts were detected.
+    served_module_ : TrunkHeadNet
+        The weights that predict: ``module_``'s trunk and head, or with ``fusion`` the
+        fused copy of them.
+    learner_ : OnlineLearner
+        The torch-side state: trunk, head, optimizers, random stream and the continual
+        components (``memory``, ``anchor``, ``fusion``, ``drift``); see the contributor
+        guide.
 
     See Also
     --------
@@ -203,46 +205,37 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     Notes
     -----
     Write :math:`f_\theta` for the trunk, :math:`g_\phi` for the head and
+    :math:`L(\theta, \phi; B) = \sum_{i \in B} w_i\, \ell_{\mathrm{CE}}(g_\phi(f_\theta(x_i)),
+    y_i) / \sum_{i \in B} w_i` for the weighted cross-entropy of a mini-batch :math:`B`.
+    ``fit`` minimises :math:`L` over :math:`(\theta, \phi)` at rate ``lr``.
+    ``partial_fit`` on a chunk :math:`C` runs one rule (``learner_.update``), in order:
 
-    .. math::
-        L(\theta, \phi; B) = \frac{\sum_{i \in B} w_i\,
-        \ell_{\mathrm{CE}}(g_\phi(f_\theta(x_i)), y_i)}{\sum_{i \in B} w_i}
-
-    for the weighted cross-entropy of a mini-batch :math:`B`. ``fit`` minimises
-    :math:`L` over :math:`(\theta, \phi)` with mini-batch steps of the optimizer at rate
-    ``lr``. ``partial_fit`` on a chunk :math:`C` does, in order:
-
+    0. drift: :math:`C` is predicted before it is learned and the errors feed the
+       detector; on a detection while the chunk's error rate is above its recent level,
+       the replay rows of the chunk's classes are dropped when the chunk's inputs look
+       like the memory's (the concept changed; new classes or domains keep them), and
+       the EMA fusion restarts;
     1. trunk update: for each mini-batch :math:`B \subseteq C` (``trunk_epochs``
        shuffled passes), :math:`\theta \leftarrow \mathrm{opt}_\theta(\theta,
-       \nabla_\theta L(\theta, \phi; B))` at rate ``trunk_lr``; :math:`\phi` is fixed;
-    2. head fine-tune: with :math:`\theta` frozen and the trunk in eval mode, compute
-       :math:`z_i = f_\theta(x_i)` once for :math:`i \in C`, then ``head_steps`` times
-       :math:`\phi \leftarrow \mathrm{opt}_\phi(\phi, \nabla_\phi \sum_{i \in C} w_i
-       \ell_{\mathrm{CE}}(g_\phi(z_i), y_i) / \sum_{i\in C} w_i)` at rate ``head_lr``.
+       \nabla_\theta L(\theta, \phi; B) + \lambda F \odot (\theta - \theta^*))` at rate
+       ``trunk_lr``, :math:`\phi` fixed (the pull toward the anchor :math:`\theta^*` only
+       with ``regularization``: :math:`F = 1` for L2-SP, the empirical Fisher for EWC);
+    2. head fine-tune: the trunk frozen, :math:`z_i = f_\theta(x_i)` computed once, then
+       ``head_steps`` full-chunk steps :math:`\phi \leftarrow \mathrm{opt}_\phi(\phi,
+       \nabla_\phi L)` on the :math:`z_i` at rate ``head_lr``;
+    3. the chunk is offered to the replay memory :math:`M`, whose rows join both steps:
+       :math:`\min(|B|, |M|)` replayed rows per mini-batch, :math:`\min(|C|, |M|)` in the
+       head fine-tune, together weighing as much as the chunk;
+    4. fusion sets the served weights: :math:`\bar w \leftarrow m \bar w + (1 - m) w`
+       (EMA) or :math:`(1-\alpha) w^* + \alpha w` (WiSE-FT).
 
-    :math:`\mathrm{opt}_\theta` and :math:`\mathrm{opt}_\phi` are two optimizers whose
-    state (Adam's moments) persists across ``partial_fit`` calls. A step whose loss or
-    gradients are not finite is skipped with a :class:`~skocl.exceptions.NonFiniteStepWarning`
-    and counted in ``n_skipped_steps_``; an update that still leaves a weight that is not
-    finite is undone, so the weights never become NaN.
-
-    Continual learning. With a replay memory :math:`M`, every trunk mini-batch
-    :math:`B` is joined by :math:`\min(|B|, |M|)` rows drawn from :math:`M`, and the head
-    fine-tune runs on the chunk and :math:`\min(|C|, |M|)` replayed rows weighing as
-    much as the chunk; the
-    chunk is then offered to the memory (as the pretraining rows are at the end of
-    ``fit``). With ``regularization``, the trunk gradient
-    gains :math:`\lambda F \odot (\theta - \theta^*)` (:math:`F = 1` for L2-SP, Li
-    et al. 2018; the diagonal empirical Fisher for EWC, Kirkpatrick et al. 2017), where
-    :math:`\theta^*` are the weights at the end of ``fit``, those of a user's module as
-    given when there was no ``fit``, and otherwise those after the first
-    ``partial_fit``. Fusion, the last step, sets the served
-    weights to :math:`\bar w \leftarrow m \bar w + (1 - m) w` (EMA) or
-    :math:`(1-\alpha) w^* + \alpha w` (WiSE-FT, Wortsman et al. 2022). On a detected
-    drift on which the chunk's error rises above its recent level (an exponential
-    average of past chunks' errors), the replay rows of the chunk's classes are dropped
-    when the chunk's inputs look like the memory's (the concept changed; new classes or
-    domains keep them), and the EMA restarts. See the user guide on continual learning.
+    The anchor :math:`(\theta^*, \phi^*)` is the weights at the end of ``fit``, those of
+    a user's module when there was no ``fit``, and otherwise those after the first
+    ``partial_fit``. Both optimizers keep their state across calls. Steps 1-2 are a
+    transaction: a step whose loss or gradients are not finite is skipped
+    (:class:`~skocl.exceptions.NonFiniteStepWarning`, ``n_skipped_steps_``), and an update
+    that still leaves a weight that is not finite is undone. The user guide on continual
+    learning gives the references.
 
     Examples
     --------
@@ -396,7 +389,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         X, y_idx, sw, learner = self._restart(X, y, sample_weight, None, first_partial_fit=False)
         Xt, yt, swt, val = X, y_idx, sw, None
         if self.early_stopping:
-            Xt, X_val, yt, y_val, swt = self._split_validation(X, y_idx, sw)
+            Xt, X_val, yt, y_val, swt = split_validation(
+                X, y_idx, sw, self.validation_fraction, draw_seed(self.random_state, bits=31)
+            )
             val = (X_val, y_val)
         report = learner.pretrain(self._rows(Xt, yt, swt), val)
         learner.finish_pretraining(self._rows(X, y_idx, None))
@@ -472,26 +467,6 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=3,
             )
 
-    def _split_validation(self, X, y_idx, sw):
-        seed = (
-            int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-            if self.random_state is not None
-            else secrets.randbits(31)
-        )
-        idx = np.arange(X.shape[0])
-        counts = np.bincount(y_idx)
-        stratify = y_idx if counts[counts > 0].min() >= 2 else None
-        train, val = train_test_split(
-            idx, test_size=self.validation_fraction, random_state=seed, stratify=stratify
-        )
-        if len(train) == 0 or len(val) == 0:
-            raise ValueError(
-                f"early_stopping needs at least 2 samples to split off a validation set; "
-                f"got {X.shape[0]}."
-            )
-        sw_train = None if sw is None else sw[train]
-        return X[train], X[val], y_idx[train], y_idx[val], sw_train
-
     # ------------------------------------------------------------------ validation
     def _restart(self, X, y, sample_weight, classes, first_partial_fit):
         """Validate a call that (re)starts the model and build its learner. A failed
@@ -506,7 +481,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
                 self.classes, self.module, classes, y, first_partial_fit
             )
             y_idx = encode(classes, y)
-            seed = self._draw_seed()
+            seed = draw_seed(self.random_state)
             device = resolve_device(self.device)
             params = self.get_params(deep=False)
             module, trunk, head = make_module(params, len(classes), X, seed, device)
@@ -530,59 +505,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
             y = column_or_1d(y, warn=True)
         if y.shape[0] != X.shape[0]:
             check_consistent_length(X, y)
-        y_idx, grown = self._encode_or_grow(y)
+        y_idx, grown = encode_or_grow(self.classes_, y, self._fixed_classes, self.learner_.head)
         sw = check_weights(sample_weight, X)
         return X, y_idx, sw, grown
-
-    def _encode_or_grow(self, y):
-        """Encode y; with a label set that is not fixed, also return the grown classes
-        when y holds new labels (nothing changes until the learner grows)."""
-        try:
-            return encode(self.classes_, y), None
-        except ValueError as exc:
-            if self._fixed_classes:
-                raise ValueError(
-                    f"{exc} The label set was fixed by `classes`; labels outside it are rejected."
-                ) from None
-            try:
-                grown = unique_labels(self.classes_, y)
-            except ValueError as mix:
-                raise ValueError(f"{exc} {mix}") from None
-            if output_layer(self.learner_.head, len(self.classes_)) is None:
-                raise ValueError(
-                    f"{exc} New classes need a head whose output layer is an nn.Linear "
-                    f"with one output per class; {type(self.learner_.head).__name__} is "
-                    "not. Pass every label up front with `classes`."
-                ) from None
-            return encode(grown, y), grown
-
-    def _check_X(self, X):
-        """X for a fitted model, as an array (or CSR matrix) in the network's dtype.
-
-        A 2-D float ndarray of the fitted width skips ``validate_data``: the finiteness
-        check that ``cast`` does anyway is all such input still needs.
-        """
-        if not self._is_plain(X):
-            X = validate_data(self, X, accept_sparse="csr", dtype=FLOATS, reset=False)
-        return cast(X, self._dtype)
-
-    def _is_plain(self, X) -> bool:
-        """Whether X is a non-empty 2-D float ndarray of the fitted width, fitted
-        without feature names: input that ``validate_data`` would pass as it is."""
-        return (
-            type(X) is np.ndarray
-            and X.ndim == 2
-            and X.dtype.kind == "f"
-            and X.shape[1] == self.n_features_in_
-            and X.shape[0] > 0
-            and self._no_names
-        )
-
-    def _draw_seed(self) -> int:
-        # random_state=None must not draw from numpy's global generator.
-        if self.random_state is None:
-            return secrets.randbits(62)
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _start(self, classes, fixed, module, trunk, head, seed, device):
         """Forget everything and hold the new network."""
@@ -627,119 +552,11 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ persistence
     def _export_state(self) -> tuple[dict, dict]:
         """Fitted state as JSON-able values and a dict of tensors (see skocl.save)."""
-        check_is_fitted(self)
-        attrs = {k: getattr(self, k) for k in _PLAIN_ATTRS}
-        attrs["classes_"] = labels_to_json(self.classes_)
-        attrs["fixed_classes"] = self._fixed_classes
-        if "feature_names_in_" in vars(self):
-            attrs["feature_names_in_"] = self.feature_names_in_.tolist()
-        tensors = {
-            "module": to_cpu(self.module_.state_dict()),
-            "learner": self.learner_.state_dict(),
-        }
-        return attrs, tensors
+        return export_state(self)
 
     def _import_state(self, attrs: dict, tensors: dict) -> OnlineFineTuneClassifier:
-        """Rebuild the fitted state written by ``_export_state`` on this estimator,
-        whose parameters (``module`` included) must be those it was saved with."""
-        classes = labels_from_json(attrs["classes_"])
-        X = np.zeros((2, attrs["n_features_in_"]), dtype=np.dtype(self.dtype))
-        device = resolve_device(self.device)
-        params = self.get_params(deep=False)
-        module, trunk, head = make_module(params, len(classes), X, 0, device)
-        try:
-            module.load_state_dict(tensors["module"])
-        except RuntimeError as exc:
-            raise ValueError(
-                f"The saved weights do not fit the module {type(module).__name__}: {exc}"
-            ) from exc
-        self.n_features_in_ = attrs["n_features_in_"]
-        if "feature_names_in_" in attrs:
-            self.feature_names_in_ = np.asarray(attrs["feature_names_in_"], dtype=object)
-        self._start(classes, attrs["fixed_classes"], module, trunk, head, 0, device)
-        self.learner_.load_state_dict(tensors["learner"])
-        for k in _PLAIN_ATTRS:
-            setattr(self, k, attrs[k])
-        return self
-
-    # ------------------------------------------------------------------ prediction
-    def _forward(self, X, post=None) -> np.ndarray:
-        """``post`` of the served logits of X, as a numpy array."""
-        try:
-            learner = self.learner_
-        except AttributeError:
-            check_is_fitted(self)
-            raise
-        if self._is_plain(X):
-            # The hot path of predict: X needs no more than a cast and a finite check.
-            Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
-            if math.isfinite(Xc.sum()) and Xc.flags.writeable:
-                out = forward(*learner.served, torch.from_numpy(Xc), post, learner.gpu)
-                return out.cpu().numpy()
-        return learner.forward(self._check_X(X), post)
-
-    def predict(self, X):
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``.
-        """
-        idx = self._forward(X, _argmax)
-        return self.classes_[idx]
-
-    def predict_proba(self, X):
-        """Class probabilities, the softmax of the logits.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Probabilities in the order of ``classes_``, in the network's ``dtype``;
-            rows sum to one.
-        """
-        return self._forward(X, _softmax)
-
-    def predict_log_proba(self, X):
-        """Logarithm of the class probabilities.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-            Log-probabilities in the order of ``classes_``.
-        """
-        return self._forward(X, _log_softmax)
-
-    def decision_function(self, X):
-        """Logits of the head.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            For two classes, the logit of ``classes_[1]`` minus that of ``classes_[0]``;
-            otherwise one logit per class.
-        """
-        return self._forward(X, _decision)
+        """Rebuild the fitted state written by ``_export_state`` (same parameters)."""
+        return import_state(self, attrs, tensors)
 
     # ------------------------------------------------------------------ skorch
     def to_skorch(self, **kwargs):
@@ -789,19 +606,3 @@ class OnlineFineTuneClassifier(ClassifierMixin, BaseEstimator):
         params.update(kwargs)
         skorch_net = NeuralNetClassifier(module, **params)
         return skorch_net.initialize()
-
-
-def _argmax(z):
-    return z.argmax(1)
-
-
-def _softmax(z):
-    return torch.softmax(z, dim=1)
-
-
-def _log_softmax(z):
-    return torch.log_softmax(z, dim=1)
-
-
-def _decision(z):
-    return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import torch
+from sklearn.utils import check_random_state
 
 
 class Rng:
@@ -64,3 +67,11 @@ def seeded_build(seed: int, build, *args, **kwargs):
     global generators untouched."""
     with _seeded_globals(seed, torch.device("cpu")):
         return build(*args, **kwargs)
+
+
+def draw_seed(random_state, bits: int = 62) -> int:
+    """A seed from the ``random_state`` parameter; None draws from the OS, never from
+    numpy's global generator."""
+    if random_state is None:
+        return secrets.randbits(bits)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))

@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import _check_sample_weight
 
-from ._modules import is_skorch_net
+from ._modules import is_skorch_net, output_layer
 
 FLOATS = (np.float64, np.float32)
 
@@ -104,3 +105,43 @@ def start_classes(param, module, classes, y, first_partial_fit: bool):
             f"got 1 class: {classes[0]!r}."
         )
     return classes, fixed
+
+
+def split_validation(X, y_idx, sw, fraction: float, seed: int):
+    """Hold out ``fraction`` of the rows (stratified when every class has two) for early
+    stopping: ``X_train, X_val, y_train, y_val, sw_train``."""
+    idx = np.arange(X.shape[0])
+    counts = np.bincount(y_idx)
+    stratify = y_idx if counts[counts > 0].min() >= 2 else None
+    train, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(
+            f"early_stopping needs at least 2 samples to split off a validation set; "
+            f"got {X.shape[0]}."
+        )
+    sw_train = None if sw is None else sw[train]
+    return X[train], X[val], y_idx[train], y_idx[val], sw_train
+
+
+def encode_or_grow(classes: np.ndarray, y: np.ndarray, fixed: bool, head):
+    """Encode y in ``classes``; with a label set that is not ``fixed``, labels outside
+    it grow it: returns ``(y_idx, grown classes or None)``. An error says why a label
+    cannot be taken (a fixed label set, a head that cannot grow, mixed label types)."""
+    try:
+        return encode(classes, y), None
+    except ValueError as exc:
+        if fixed:
+            raise ValueError(
+                f"{exc} The label set was fixed by `classes`; labels outside it are rejected."
+            ) from None
+        try:
+            grown = unique_labels(classes, y)
+        except ValueError as mix:
+            raise ValueError(f"{exc} {mix}") from None
+        if output_layer(head, len(classes)) is None:
+            raise ValueError(
+                f"{exc} New classes need a head whose output layer is an nn.Linear with one "
+                f"output per class; {type(head).__name__} is not. Pass every label up front "
+                "with `classes`."
+            ) from None
+        return encode(grown, y), grown

@@ -1,0 +1,134 @@
+"""The prediction face of OnlineFineTuneClassifier: input checks on the hot path and
+``predict``, ``predict_proba``, ``predict_log_proba``, ``decision_function`` over the
+served weights."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._steps import forward
+from ._validation import FLOATS, cast
+
+
+class ServingMixin:
+    """Predictions of an estimator whose ``learner_`` serves a trunk and a head."""
+
+    def _check_X(self, X):
+        """X for a fitted model, as an array (or CSR matrix) in the network's dtype.
+
+        A 2-D float ndarray of the fitted width skips ``validate_data``: the finiteness
+        check that ``cast`` does anyway is all such input still needs.
+        """
+        if not self._is_plain(X):
+            X = validate_data(self, X, accept_sparse="csr", dtype=FLOATS, reset=False)
+        return cast(X, self._dtype)
+
+    def _is_plain(self, X) -> bool:
+        """Whether X is a non-empty 2-D float ndarray of the fitted width, fitted
+        without feature names: input that ``validate_data`` would pass as it is."""
+        return (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and X.dtype.kind == "f"
+            and X.shape[1] == self.n_features_in_
+            and X.shape[0] > 0
+            and self._no_names
+        )
+
+    def _forward(self, X, post=None) -> np.ndarray:
+        """``post`` of the served logits of X, as a numpy array."""
+        try:
+            learner = self.learner_
+        except AttributeError:
+            check_is_fitted(self)
+            raise
+        if self._is_plain(X):
+            # The hot path of predict: X needs no more than a cast and a finite check.
+            Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
+            if math.isfinite(Xc.sum()) and Xc.flags.writeable:
+                out = forward(*learner.served, torch.from_numpy(Xc), post, learner.gpu)
+                return out.cpu().numpy()
+        return learner.forward(self._check_X(X), post)
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        idx = self._forward(X, _argmax)
+        return self.classes_[idx]
+
+    def predict_proba(self, X):
+        """Class probabilities, the softmax of the logits.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``, in the network's ``dtype``;
+            rows sum to one.
+        """
+        return self._forward(X, _softmax)
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities in the order of ``classes_``.
+        """
+        return self._forward(X, _log_softmax)
+
+    def decision_function(self, X):
+        """Logits of the head.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, the logit of ``classes_[1]`` minus that of ``classes_[0]``;
+            otherwise one logit per class.
+        """
+        return self._forward(X, _decision)
+
+
+def _argmax(z):
+    return z.argmax(1)
+
+
+def _softmax(z):
+    return torch.softmax(z, dim=1)
+
+
+def _log_softmax(z):
+    return torch.log_softmax(z, dim=1)
+
+
+def _decision(z):
+    return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
