@@ -58,7 +58,7 @@ class Checkpoint:
     >>> import os, tempfile
     >>> import numpy as np
     >>> from skocl import OnlineFineTuneClassifier
-    >>> from skocl._checkpoint import Checkpoint
+    >>> from skocl.stream import Checkpoint
     >>> X, y = np.random.RandomState(0).rand(40, 3), np.array([0, 1] * 20)
     >>> clf = OnlineFineTuneClassifier(random_state=0).partial_fit(X, y, classes=[0, 1])
     >>> ckpt = Checkpoint(os.path.join(tempfile.mkdtemp(), "run.skocl"), run={"chunksize": 20})

@@ -4,7 +4,7 @@ checkpoints.
 The readers live in ``_readers``; this module adds :func:`iter_prequential`, which runs
 a model over a stream of chunks, scoring each chunk before learning from it, the
 collector of its records (:class:`PrequentialResult`), and :func:`prequential`, which
-runs both with a progress bar and checkpoints (``_checkpoint.Checkpoint``).
+runs both with a progress bar and checkpoints (:class:`Checkpoint`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import check_scoring, get_scorer
 
-from ._checkpoint import Checkpoint
+from ._checkpoint import Checkpoint, CheckpointMismatch
 from ._progress import progress_bar
 from ._readers import (
     BadRowReport,
@@ -33,6 +33,8 @@ from ._readers import (
 
 __all__ = [
     "BadRowReport",
+    "Checkpoint",
+    "CheckpointMismatch",
     "PrequentialResult",
     "StreamChunk",
     "StreamError",
