@@ -245,6 +245,44 @@ def _check_warm_start_args(args) -> None:
         )
 
 
+def _finished_elsewhere(args, checkpoint) -> bool:
+    """Whether ``--warm-start --resume`` finds a finished model of another run: there is
+    nothing of this run to resume, so the warm start begins."""
+    from ._checkpoint import CheckpointMismatch
+    from ._persist import read_meta
+
+    if not args.warm_start:
+        return False
+    try:
+        checkpoint.read_position()
+    except CheckpointMismatch:
+        return read_meta(checkpoint.path)["extra"].get("complete", True)
+    return False
+
+
+def _check_columns_arg(args) -> None:
+    if not args.features:
+        return
+    names = [name.strip() for name in args.features.split(",")]
+    if "" in names:
+        raise _UsageError(f"--features {args.features!r} holds an empty column name")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise _UsageError(f"--features names {', '.join(twice)} twice")
+    if args.target in names:
+        raise _UsageError(f"--features names the target {args.target!r}")
+
+
+def _check_writable(path, option: str) -> None:
+    """A file the command will write must have an existing folder, checked before any
+    data is read."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise _UsageError(f"{option} {path} is a directory, not a file name")
+    if not os.path.isdir(folder):
+        raise _UsageError(f"{option} {path}: the folder {folder} does not exist")
+
+
 def _warm_start_model(args):
     """The model to continue, and its feature columns (for the reader, by name)."""
     from ._persist import load, read_meta
@@ -315,6 +353,8 @@ def _cmd_train(args) -> int:
 
     if args.warm_start:
         _check_warm_start_args(args)
+    _check_columns_arg(args)
+    _check_writable(args.model, "--model")
     # Saved with each checkpoint: predict reads the columns, --resume the run.
     columns: dict = {"target": args.target}
     checkpoint = Checkpoint(
@@ -323,7 +363,7 @@ def _cmd_train(args) -> int:
     # The tally of the prequential accuracy (each chunk predicted before it is learned).
     tally = {"chunks_done": 0, "rows_seen": 0, "scored": 0, "correct": 0}
     features = None
-    if args.resume and checkpoint.exists():
+    if args.resume and checkpoint.exists() and not _finished_elsewhere(args, checkpoint):
         model, position = checkpoint.resume()
         tally.update({k: position[k] for k in tally if k in position})
         if position.get("complete"):
@@ -397,8 +437,12 @@ def _cmd_evaluate(args) -> int:
 
     metrics = tuple(args.metric or ["accuracy"])
     _check_metrics(metrics)
+    _check_columns_arg(args)
     if args.no_learn and args.save:
         raise _UsageError("--save with --no-learn would save the model unchanged")
+    for path, option in ((args.save, "--save"), (args.output, "--output")):
+        if path:
+            _check_writable(path, option)
     features = None
     if args.model:
         model = load(args.model)
@@ -452,6 +496,8 @@ def _cmd_predict(args) -> int:
             "or from a DataFrame"
         )
     args.features = None
+    if args.output:
+        _check_writable(args.output, "--output")
     chunks = _stream(args, target=None, features=features)
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
@@ -504,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointMismatch as exc:
         print(f"skocl {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (StreamError, ValueError, FileNotFoundError, IsADirectoryError, TypeError) as exc:
+    except (StreamError, ValueError, OSError, TypeError) as exc:
         print(f"skocl {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:

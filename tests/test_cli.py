@@ -298,6 +298,21 @@ def test_warm_start_refuses_a_missing_column_and_new_parameters(files, capsys):
     assert model.read_bytes() == before
 
 
+def test_warm_start_with_resume_is_safe_to_repeat(files, capsys):
+    """``--warm-start --resume`` on a finished model starts the warm start; run again,
+    it finds its own finished run and learns nothing twice."""
+    tmp, a, b, *_ = files
+    model = tmp / "m.skocl"
+    assert run(_train(tmp, model, a), capsys)[0] == 0
+    argv = _train(tmp, model, b, extra=["--warm-start", "--resume"], params=())
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    assert skocl.load(model)[-1].n_samples_seen_ == 3000
+    code, _, err = run(argv, capsys)
+    assert code == 0 and "nothing to resume" in err
+    assert skocl.load(model)[-1].n_samples_seen_ == 3000
+
+
 def test_evaluate_can_save_what_it_learned(files, capsys):
     tmp, a, b, X, names = files
     model = tmp / "m.skocl"
@@ -516,6 +531,10 @@ def test_train_prints_its_prequential_accuracy(files, capsys):
         ["predict", "m.skocl", "a.csv", "--chunksize", "-5"],
         ["demo", "--rows", "0"],
         ["train", "a.csv", "--target", "label", "-p", "=3"],
+        ["train", "a.csv", "--target", "label", "--features", "x0,label"],
+        ["train", "a.csv", "--target", "label", "--features", "x0,x1,x0"],
+        ["train", "a.csv", "--target", "label", "--model", "nowhere/m.skocl"],
+        ["evaluate", "a.csv", "--target", "label", "--save", "nowhere/m.skocl"],
     ],
 )
 def test_every_bad_command_line_exits_with_2(argv, files, capsys, monkeypatch):
