@@ -19,6 +19,8 @@ from ._types import _KIND_TEXT, FLOAT32_MAX, _arrow, _fail, _Options, _show
 if TYPE_CHECKING:
     import pyarrow as pa
 
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
+
 _ARROW_TYPES = {"float": "float64", "int": "int64", "bool": "bool_", "string": "string"}
 
 
@@ -180,23 +182,26 @@ def _parse_text(raw: pa.Array, kind: str) -> tuple[pa.Array, np.ndarray | None]:
     return values, _or(bad, bad_value)
 
 
-def _missing(arr: pa.Array, kind: str) -> np.ndarray | None:
-    """Rows where ``arr`` has no value (null, or NaN for floats); None if there are none."""
-    if kind == "float":
-        values = arr.to_numpy(zero_copy_only=False)
-        mask = np.isnan(values)
-        return mask if mask.any() else None
+def _missing(arr: pa.Array) -> np.ndarray | None:
+    """Rows where ``arr`` (not a float column) has no value; None if there are none."""
     if arr.null_count:
         return arr.is_null().to_numpy(zero_copy_only=False)
     return None
 
 
-def _out_of_range(arr: pa.Array, bound: float) -> np.ndarray | None:
-    """Rows of a float column holding infinity or a magnitude beyond ``bound``."""
+def _odd_floats(arr: pa.Array, bound: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Rows of a float column that are missing (null or NaN), and rows holding infinity
+    or a magnitude beyond ``bound``; None for none. One pass when all is well."""
     values = arr.to_numpy(zero_copy_only=False)
+    # Two reductions, no temporary array, on the common clean block; a NaN makes both
+    # NaN, which fails the comparison.
+    if not len(values) or (-bound <= values.min() and values.max() <= bound):
+        return None, None
     with np.errstate(invalid="ignore"):
-        mask = (np.abs(values) > bound) | np.isinf(values)
-    return mask if mask.any() else None
+        odd = ~(np.abs(values) <= bound)
+    nan = np.isnan(values)
+    out = odd & ~nan
+    return (nan if nan.any() else None), (out if out.any() else None)
 
 
 def _range_reason(value: float, bound: float, target: bool) -> str:
@@ -252,17 +257,19 @@ def _screen(block: _Block, layout: _Layout, opts: _Options) -> tuple[np.ndarray,
             hit = fail & (culprit == -1)
             culprit[hit] = j
             unreadable |= hit
-        if name == layout.target or not opts.allow_nan:
-            miss = _missing(arrays[name], layout.kinds[name])
-            if miss is not None:
-                culprit[miss & (culprit == -1)] = j
+        out = None
         if layout.kinds[name] == "float":
-            bound = np.inf if name == layout.target else opts.max_abs
-            out = _out_of_range(arrays[name], bound)
-            if out is not None:
-                hit = out & (culprit == -1)
-                culprit[hit] = j
-                wild |= hit
+            # Labels are not bounded, only finite; a bound of inf still refuses inf.
+            bound = opts.max_abs if name != layout.target else np.inf
+            miss, out = _odd_floats(arrays[name], min(bound, _FLOAT64_MAX))
+        else:
+            miss = _missing(arrays[name])
+        if miss is not None and (name == layout.target or not opts.allow_nan):
+            culprit[miss & (culprit == -1)] = j
+        if out is not None:
+            hit = out & (culprit == -1)
+            culprit[hit] = j
+            wild |= hit
     items: list[_Item] = []
     for i in np.flatnonzero(culprit >= 0):
         name = used[culprit[i]]
