@@ -310,3 +310,14 @@ def test_a_pattern_is_told_by_its_matches(tmp_path):
         list(open_stream(str(tmp_path / "none*.csv*"), target="y"))
     with pytest.raises(StreamError, match="matches no file"):
         list(open_stream(str(tmp_path / "none*.parquet"), target="y"))
+
+
+def test_an_unclosed_quote_in_the_header_or_on_the_last_line(tmp_path):
+    path = write_text(tmp_path / "head.csv", 'a,"y\n1,2\n3,4\n')
+    with pytest.raises(StreamError, match="the header: a quote .* never closed: lines 1-3"):
+        list(read_csv(path, target="y"))
+    # Only the last line is lost: the message says so without a range.
+    path = write_text(tmp_path / "last.csv", 'a,y\n1,0\n2,"x""\n')
+    stream = read_csv(path, target="y", on_bad_rows="skip")
+    assert [c.X.tolist() for c in stream] == [[[1.0]]]
+    assert "never closed: line 3, to the end of the file" in stream.report.rows[0][3]

@@ -123,7 +123,11 @@ def _read_csv_header(path: str) -> tuple[list[str], int]:
                     f"the header is not valid UTF-8: byte 0x{byte:02x} in field {field} "
                     "(save the file as UTF-8)",
                 )
-            return names, reader.line_num
+            lines = reader.line_num
+        end = _unclosed_quote(path, 1) if lines > 1 else None
+        if end is not None:
+            raise _fail(path, 1, None, "the header: " + _unclosed_reason(1, end))
+        return names, lines
     except csv.Error as exc:
         raise _fail(path, 1, None, f"cannot read the header: {exc}") from None
     except OSError as exc:
@@ -300,14 +304,19 @@ def _parser_items(
     end = _unclosed_quote(path, start) if height is None or height > 1 else None
     if end is None:
         return items, False
-    reason = (
-        f"a quote opened on this line is never closed: lines {start}-{end}, to the end "
-        "of the file, were read as one row"
-    )
+    reason = _unclosed_reason(start, end)
     if k < 0:
         return [*items, (start, None, reason, False)], True
     items[k] = (start, None, reason, False)
     return items, False
+
+
+def _unclosed_reason(start: int, end: int) -> str:
+    span = f"lines {start}-{end}" if end > start else f"line {start}"
+    return (
+        f"a quote opened on this line is never closed: {span}, to the end of the file, "
+        "read as one row"
+    )
 
 
 def _parser_failure(path: str, n_fields: int, line: int | None, exc: Exception) -> StreamError:
