@@ -601,6 +601,23 @@ def _check_sizes(data: dict, params: dict, tensors: dict, module, path) -> None:
             f"{path}: classes_ has {n_classes} labels, more than the network's {stored} "
             "stored weights."
         )
+    source = params.get("module") if module is None else None
+    kwargs = params.get("module_kwargs")
+    if isinstance(source, type) and isinstance(kwargs, (dict, type(None))):
+        # The saved module_kwargs are declared sizes too: build the class on the meta
+        # device (no memory) and compare. A class that cannot be built there is left to
+        # the real build, as before.
+        try:
+            with torch.device("meta"):
+                probe = source(**(kwargs or {}))
+            built = sum(t.numel() for t in probe.state_dict().values())
+        except Exception:
+            return
+        if built > stored:
+            raise ModelFileError(
+                f"{path}: module_kwargs={kwargs!r} build a {source.__name__} of {built} "
+                f"values; the file stores {stored}."
+            )
 
 
 def _saved_device(saved, path):

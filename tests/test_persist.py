@@ -440,8 +440,8 @@ def test_declared_sizes_are_checked_against_the_stored_weights(saved, tmp_path, 
 
 def test_user_module_sizes_have_generic_bounds(data, tmp_path):
     X, y = data
-    clf = OnlineFineTuneClassifier(Net, max_iter=2, random_state=0).fit(X, y)
-    path = skocl.save(clf, tmp_path / "m.skocl")
+    clf = OnlineFineTuneClassifier(Net, module_kwargs={"n_in": 6}, max_iter=2, random_state=0)
+    path = skocl.save(clf.fit(X, y), tmp_path / "m.skocl")
     trust = [f"{Net.__module__}.Net"]
 
     def wide(meta):
@@ -453,6 +453,15 @@ def test_user_module_sizes_have_generic_bounds(data, tmp_path):
         meta["classifier"]["attrs"]["classes_"] = {"dtype": "<i8", "values": list(range(100))}
 
     refused(edited(path, tmp_path / "b.skocl", many), "100 labels, more than", trusted=trust)
+
+    def huge(meta):  # 3.2 GB of weights if it were built
+        meta["classifier"]["params"]["module_kwargs"] = {"n_in": 10**8}
+
+    refused(
+        edited(path, tmp_path / "c.skocl", huge),
+        "build a Net of 800000035 values; the file stores 83",
+        trusted=trust,
+    )
 
 
 def test_tensor_views_larger_than_their_data_are_refused(saved, tmp_path):
