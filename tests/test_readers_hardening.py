@@ -321,3 +321,14 @@ def test_an_unclosed_quote_in_the_header_or_on_the_last_line(tmp_path):
     stream = read_csv(path, target="y", on_bad_rows="skip")
     assert [c.X.tolist() for c in stream] == [[[1.0]]]
     assert "never closed: line 3, to the end of the file" in stream.report.rows[0][3]
+
+
+def test_a_value_that_is_not_utf8_says_so(tmp_path):
+    path = str(tmp_path / "value.csv")
+    with open(path, "wb") as f:
+        f.write(with_row(20, "7,\xe96,1").encode("latin-1"))
+    stream = read_csv(path, target="y", on_bad_rows="skip")
+    assert sum(len(c.X) for c in stream) == 39
+    ((_, line, column, reason),) = stream.report.rows
+    assert (line, column) == (20, "b")
+    assert "byte 0xe9 is not UTF-8" in reason

@@ -214,6 +214,17 @@ def _range_reason(value: float, bound: float, target: bool) -> str:
     return f"{value:.6g} is beyond {limit}"
 
 
+def _not_utf8_byte(value: object) -> int | None:
+    """The first byte of a raw field that is not UTF-8, if there is one."""
+    if not isinstance(value, bytes):
+        return None
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return value[exc.start]
+    return None
+
+
 # ------------------------------------------------------------------ screening
 
 # A bad row found in a block: (line, column or None, reason, stops the stream whatever
@@ -281,7 +292,10 @@ def _screen(block: _Block, layout: _Layout, opts: _Options) -> tuple[np.ndarray,
             value = raw[name][i].as_py() if raw is not None else None
             fatal = name in layout.not_numeric
             reason = f"cannot read {_show(value)} as {_KIND_TEXT[layout.kinds[name]]}"
-            if fatal:
+            byte = _not_utf8_byte(value)
+            if byte is not None:
+                reason += f": byte 0x{byte:02x} is not UTF-8 (save the file as UTF-8)"
+            elif fatal:
                 reason += (
                     " (the column holds text: read it with as_frame=True, or leave it out"
                     " of features)"
