@@ -6,6 +6,7 @@ the update rules, seeding) lives in ``_network.py``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from numbers import Integral, Real
@@ -24,7 +25,7 @@ from sklearn.utils.validation import (
 from torch import nn
 
 from ._drift import make_detector
-from ._learner import OnlineLearner, Settings
+from ._learner import Checkpoint, OnlineLearner, Settings
 from ._modules import (
     ACTIVATIONS,
     DTYPES,
@@ -40,6 +41,7 @@ from ._state import export_state, import_state
 from ._validation import (
     FLOATS,
     cast,
+    check_label_types,
     check_weights,
     encode,
     encode_or_grow,
@@ -386,20 +388,21 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        X, y_idx, sw, learner = self._restart(X, y, sample_weight, None, first_partial_fit=False)
-        Xt, yt, swt, val = X, y_idx, sw, None
-        if self.early_stopping:
-            Xt, X_val, yt, y_val, swt = split_validation(
-                X, y_idx, sw, self.validation_fraction, draw_seed(self.random_state, bits=31)
-            )
-            val = (X_val, y_val)
-        report = learner.pretrain(self._rows(Xt, yt, swt), val)
-        learner.finish_pretraining(self._rows(X, y_idx, None))
-        self.n_iter_, self.loss_curve_ = report.n_iter, report.loss_curve
-        self.validation_scores_ = report.validation_scores
-        self.best_validation_score_ = report.best_validation_score
-        self.n_samples_seen_ = X.shape[0]
-        self._count_skipped(report.skipped)
+        with self._all_or_nothing():
+            X, y_idx, sw, learner = self._restart(X, y, sample_weight, None, False)
+            Xt, yt, swt, val = X, y_idx, sw, None
+            if self.early_stopping:
+                Xt, X_val, yt, y_val, swt = split_validation(
+                    X, y_idx, sw, self.validation_fraction, draw_seed(self.random_state, bits=31)
+                )
+                val = (X_val, y_val)
+            report = learner.pretrain(self._rows(Xt, yt, swt), val)
+            learner.finish_pretraining(self._rows(X, y_idx, None))
+            self.n_iter_, self.loss_curve_ = report.n_iter, report.loss_curve
+            self.validation_scores_ = report.validation_scores
+            self.best_validation_score_ = report.best_validation_score
+            self.n_samples_seen_ = X.shape[0]
+            self._count_skipped(report.skipped)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -428,26 +431,43 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
             The updated estimator.
         """
         first = not hasattr(self, "learner_")
-        if first:
-            X, y_idx, sw, learner = self._restart(
-                X, y, sample_weight, classes, first_partial_fit=True
-            )
-            self.n_iter_, self.loss_curve_, self.n_samples_seen_ = 0, [], 0
-        else:
+        if not first:  # checked before anything changes
             X, y_idx, sw, grown = self._validate_chunk(X, y, classes, sample_weight)
-            learner = self.learner_
-            learner.configure(self._settings())
-            if grown is not None:
-                learner.grow(np.searchsorted(grown, self.classes_), len(grown))
-                self.classes_ = grown
-        loss, skipped = learner.update(
-            self._rows(X, y_idx, sw), seen=self.n_samples_seen_, watch=not first
-        )
-        self.n_iter_ += 1
-        self.loss_curve_.append(loss)
-        self.n_samples_seen_ += X.shape[0]
-        self._count_skipped(skipped)
+        with self._all_or_nothing():
+            if first:
+                X, y_idx, sw, learner = self._restart(X, y, sample_weight, classes, True)
+                self.n_iter_, self.loss_curve_, self.n_samples_seen_ = 0, [], 0
+            else:
+                learner = self.learner_
+                learner.configure(self._settings())
+                if grown is not None:
+                    learner.grow(np.searchsorted(grown, self.classes_), len(grown))
+                    self.classes_ = grown
+            loss, skipped = learner.update(
+                self._rows(X, y_idx, sw), seen=self.n_samples_seen_, watch=not first
+            )
+            self.n_iter_ += 1
+            self.loss_curve_.append(loss)
+            self.n_samples_seen_ += X.shape[0]
+            self._count_skipped(skipped)
         return self
+
+    @contextlib.contextmanager
+    def _all_or_nothing(self):
+        """A call that fails (bad input, an exception in the user's module, a
+        KeyboardInterrupt, a warning turned into an error) leaves the estimator as it
+        was: its attributes, and the learner's weights, optimizer state, memory,
+        components and random stream (:class:`~skocl._learner.Checkpoint`)."""
+        saved = {k: list(v) if type(v) is list else v for k, v in vars(self).items()}
+        checkpoint = Checkpoint(saved["learner_"]) if "learner_" in saved else None
+        try:
+            yield
+        except BaseException:
+            if checkpoint is not None:
+                checkpoint.restore()
+            vars(self).clear()
+            vars(self).update(saved)
+            raise
 
     def _settings(self) -> Settings:
         """The parameters that act on every call, read here and nowhere else."""
@@ -469,27 +489,20 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _restart(self, X, y, sample_weight, classes, first_partial_fit):
-        """Validate a call that (re)starts the model and build its learner. A failed
-        call leaves the estimator as it was (``validate_data``'s resets are undone)."""
-        saved = {k: vars(self)[k] for k in _RESET_BY_VALIDATE if k in vars(self)}
-        try:
-            X, y = validate_data(self, X, y, accept_sparse="csr", dtype=FLOATS, reset=True)
-            check_classification_targets(y)
-            X = cast(X, self.dtype)
-            sw = check_weights(sample_weight, X)
-            classes, fixed = start_classes(
-                self.classes, self.module, classes, y, first_partial_fit
-            )
-            y_idx = encode(classes, y)
-            seed = draw_seed(self.random_state)
-            device = resolve_device(self.device)
-            params = self.get_params(deep=False)
-            module, trunk, head = make_module(params, len(classes), X, seed, device)
-        except BaseException:
-            for k in _RESET_BY_VALIDATE:
-                vars(self).pop(k, None)
-            vars(self).update(saved)
-            raise
+        """Validate a call that (re)starts the model and build its learner (the caller
+        puts everything back if it fails)."""
+        check_label_types(y)
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=FLOATS, reset=True)
+        check_classification_targets(y)
+        X = cast(X, self.dtype)
+        sw = check_weights(sample_weight, X, self.dtype)
+        classes, fixed = start_classes(self.classes, self.module, classes, y, first_partial_fit)
+        y_idx = encode(classes, y)
+        seed = draw_seed(self.random_state)
+        device = resolve_device(self.device)
+        module, trunk, head = make_module(
+            self.get_params(deep=False), len(classes), X, seed, device
+        )
         self._start(classes, fixed, module, trunk, head, seed, device)
         return X, y_idx, sw, self.learner_
 
@@ -501,12 +514,13 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
                 f"was: {self.classes_!r}"
             )
         X = self._check_X(X)
+        check_label_types(y)
         if type(y) is not np.ndarray or y.ndim != 1:
             y = column_or_1d(y, warn=True)
         if y.shape[0] != X.shape[0]:
             check_consistent_length(X, y)
         y_idx, grown = encode_or_grow(self.classes_, y, self._fixed_classes, self.learner_.head)
-        sw = check_weights(sample_weight, X)
+        sw = check_weights(sample_weight, X, self._dtype)
         return X, y_idx, sw, grown
 
     def _start(self, classes, fixed, module, trunk, head, seed, device):

@@ -126,8 +126,9 @@ class ReplayMemory:
         last = dict(zip(j.tolist(), rows.tolist()))
         target = slots[torch.tensor(list(last.keys()))]
         source = torch.tensor(list(last.values()), device=y.device)
-        self.X[target] = X[source]
-        self.y[target] = y[source]
+        # Out of place: a failed call puts the memory back by reference (Checkpoint).
+        self.X = self.X.index_put((target,), X[source])
+        self.y = self.y.index_put((target,), y[source])
 
     def _shrink_to(self, quota: int, gen: torch.Generator) -> None:
         """Drop rows of classes over ``quota``; a random subset of a uniform sample is

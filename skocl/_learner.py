@@ -4,6 +4,7 @@ in :meth:`OnlineLearner.update`."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 
@@ -31,6 +32,76 @@ from ._steps import (
 
 # Rows used to estimate EWC's Fisher information.
 FISHER_ROWS = 256
+
+
+class Checkpoint:
+    """The learner as it was before a call, put back exactly if the call fails.
+
+    A call may replace parameters (class growth) or change them in place (optimizer
+    steps, EMA), change optimizer state, memory, anchor, fusion, drift monitor and the
+    random stream. Tensors changed in place are cloned; objects that a call replaces are
+    kept by reference (the replay memory only ever replaces its tensors).
+    """
+
+    def __init__(self, learner: OnlineLearner) -> None:
+        self.learner = learner
+        modules = [learner.trunk, learner.head, *(learner.fusion.copy or ())]
+        subs = [m for module in modules for m in module.modules()]
+        self.params = [
+            (m, name, p, p.detach().clone())
+            for m in subs
+            for name, p in m._parameters.items()
+            if p is not None
+        ]
+        self.buffers = [(b, b.clone()) for module in modules for b in module.buffers()]
+        self.sizes = [(m, m.out_features) for m in subs if isinstance(m, torch.nn.Linear)]
+        self.optimizers = [
+            (
+                opt,
+                [list(group["params"]) for group in opt.param_groups],
+                {p: {k: _cloned(v) for k, v in st.items()} for p, st in opt.state.items()},
+            )
+            for opt in (learner.trunk_optimizer, learner.head_optimizer)
+            if opt is not None
+        ]
+        self.attrs = [
+            (obj, dict(vars(obj)))
+            for obj in (learner, learner.memory, learner.fusion, learner.drift, learner.anchor)
+            if obj is not None
+        ]
+        self.seen = learner.memory.seen.clone()
+        self.drifts = list(learner.drift.drifts)
+        self.detector = copy.deepcopy(learner.drift.detector)
+        self.rng_state = learner.rng.state
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for m, name, p, value in self.params:
+            m._parameters[name] = p
+            p.copy_(value)
+        for b, value in self.buffers:
+            b.copy_(value)
+        for m, out_features in self.sizes:
+            m.out_features = out_features
+        for opt, params, state in self.optimizers:
+            for group, group_params in zip(opt.param_groups, params):
+                group["params"] = group_params
+            opt.state.clear()
+            opt.state.update(state)
+        for obj, attrs in self.attrs:
+            vars(obj).clear()
+            vars(obj).update(attrs)
+        learner = self.learner
+        learner.memory.seen = self.seen
+        learner.drift.drifts = self.drifts
+        learner.drift.detector = self.detector
+        learner.rng.state = self.rng_state
+        for module in (learner.module, learner.trunk, learner.head):
+            module.eval()
+
+
+def _cloned(value):
+    return value.clone() if isinstance(value, torch.Tensor) else value
 
 
 @dataclass(frozen=True)
@@ -142,8 +213,8 @@ class OnlineLearner:
             self.capture_anchor(rows)  # a user's module is the pretrained start
         memory = self.memory if s.memory_size else None
         with self.rng.scope(self.device, self.stochastic) as gen:
-            loss, skipped = self._trunk_then_head(rows, s, memory, gen)
-            if memory is not None:
+            loss, skipped, undone = self._trunk_then_head(rows, s, memory, gen)
+            if memory is not None and not undone:  # rows that broke the update stay out
                 memory.offer(rows, s.batch(len(rows)), gen)
         if self.anchor is None:
             self.capture_anchor(rows)  # from scratch: the first update is the start
@@ -168,6 +239,7 @@ class OnlineLearner:
                 taken, skipped = taken + t, skipped + k
             self.trunk.eval()
             self.head.eval()
+        feats = None
         if s.head_steps and (rows.w is None or bool(rows.w.sum() > 0)):
             feats, y, w = features(self.trunk, rows, batch), rows.y, rows.w
             if memory is not None and len(memory):
@@ -178,10 +250,18 @@ class OnlineLearner:
             )
             taken, skipped = taken + s.head_steps - k, skipped + k
             self.head.eval()
-        if not txn.finite():
+        undone = False
+        if taken or skipped:
+            if feats is None:
+                feats = features(self.trunk, rows, batch)
+            # Finite weights can still give non-finite outputs (a huge step, a huge
+            # pull, an input far out of range): such an update is undone too, checked
+            # on the rows it learned from.
+            undone = not (txn.finite() and _finite_outputs(self.head, feats))
+        if undone:
             txn.rollback()
             loss, skipped = float("nan"), skipped + taken
-        return loss, skipped
+        return loss, skipped, undone
 
     # ------------------------------------------------------------------ set-up
     def configure(self, settings: Settings) -> None:
@@ -258,7 +338,12 @@ class OnlineLearner:
                     self.trunk, self.head, opt, self.params, rows, batch, gen
                 )
             self.module.eval()
-            if not txn.finite():  # too high a learning rate: undo the epoch
+            with torch.no_grad():
+                undone = not (
+                    txn.finite()
+                    and _finite_outputs(self.head, self.trunk(rows.take(slice(0, batch))))
+                )
+            if undone:  # too high a learning rate: undo the epoch
                 txn.rollback()
                 loss, k = float("nan"), k + taken
             report.skipped += k
@@ -275,7 +360,8 @@ class OnlineLearner:
                     f"epoch {epoch + 1}: loss {loss:.6f}"
                     + (f", validation accuracy {score:.4f}" if val is not None else "")
                 )
-            stall = stall + 1 if objective > best - s.tol else 0
+            # An undone epoch (or one with no finite loss) is no improvement.
+            stall = 0 if not undone and objective <= best - s.tol else stall + 1
             if objective < best:
                 best = objective
                 if val is not None:
@@ -330,7 +416,9 @@ class OnlineLearner:
             return forward(trunk, head, to_tensor(X, self.dtype), post, self.gpu).cpu().numpy()
         step = self.settings.batch(X.shape[0])
         parts = [
-            forward(trunk, head, to_tensor(X[s : s + step].toarray(), self.dtype), post, self.gpu)
+            forward(
+                trunk, head, to_tensor(X[s : s + step].toarray(), self.dtype), post, self.gpu, s
+            )
             for s in range(0, X.shape[0], step)
         ]
         return torch.cat(parts).cpu().numpy()
@@ -368,3 +456,8 @@ class OnlineLearner:
 
 def _argmax(z):
     return z.argmax(1)
+
+
+@torch.no_grad()
+def _finite_outputs(head, feats) -> bool:
+    return bool(torch.isfinite(head(feats).sum()))

@@ -168,7 +168,13 @@ def predict_rows(trunk: nn.Module, head: nn.Module, rows: Rows, batch_size: int)
     """Predicted class indices of every row of ``rows`` (callers set eval mode).
     Rows requested whole stay on the device for the update that follows, so this runs
     under ``no_grad``, not ``inference_mode``, whose tensors autograd refuses."""
-    parts = [head(trunk(x)).argmax(1) for x in rows.slices(batch_size)]
+    parts = []
+    for x in rows.slices(batch_size):
+        z = head(trunk(x))
+        pred = z.argmax(1)
+        if not bool(torch.isfinite(z.sum())):  # no prediction is a wrong one
+            pred = pred.masked_fill(~torch.isfinite(z).all(1), -1)
+        parts.append(pred)
     return _joined(parts).cpu().numpy()
 
 
@@ -177,10 +183,11 @@ def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def forward(
-    trunk: nn.Module, head: nn.Module, X: torch.Tensor, post=None, device=None
+    trunk: nn.Module, head: nn.Module, X: torch.Tensor, post=None, device=None, offset: int = 0
 ) -> torch.Tensor:
     """``post(head(trunk(X)))`` in inference mode, in slices that bound memory; each
-    slice is copied to ``device`` (when given) just before its forward pass."""
+    slice is copied to ``device`` (when given) just before its forward pass. Logits that
+    are not finite are an error naming the row (counted from ``offset``)."""
 
     def run(rows):
         if device is not None and rows.device != device:
@@ -194,7 +201,21 @@ def forward(
             z = torch.cat(
                 [run(X[s : s + FORWARD_ROWS]) for s in range(0, X.shape[0], FORWARD_ROWS)]
             )
+        check_logits(z, offset)
         return z if post is None else post(z)
+
+
+def check_logits(z: torch.Tensor, offset: int = 0) -> None:
+    """An error naming the first row whose logits are not finite (an input far outside
+    what the network was trained on overflows), instead of NaN probabilities."""
+    if bool(torch.isfinite(z.sum())) or bool(torch.isfinite(z).all()):
+        return
+    row = offset + int(torch.nonzero(~torch.isfinite(z).all(1))[0, 0])
+    raise ValueError(
+        f"Input X row {row} gives logits that are not finite in {z.dtype} (the network "
+        "overflows on it): its values are far beyond those the model learned from. Scale "
+        "the inputs as in training."
+    )
 
 
 def to_cpu(tree):

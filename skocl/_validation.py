@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from numbers import Number
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,16 +44,64 @@ def cast(X, dtype: str):
     return X
 
 
-def check_weights(sample_weight, X):
-    """Validated non-negative, finite sample weights, not all zero (None stays None)."""
+def check_weights(sample_weight, X, dtype: str):
+    """Validated sample weights (None stays None): numeric, non-negative, finite in the
+    network's ``dtype`` and not all zero there; errors name ``sample_weight``."""
     if sample_weight is None:
         return None
-    sw = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+    try:
+        sw = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+    except (TypeError, ValueError) as exc:
+        if "sample_weight" in str(exc) or "Sample weights" in str(exc):
+            raise
+        raise ValueError(f"sample_weight must hold numbers: {exc}") from None
     if not np.isfinite(sw).all():
-        raise ValueError("sample_weight contains NaN or infinity.")
+        row = int(np.flatnonzero(~np.isfinite(sw))[0])
+        raise ValueError(f"sample_weight contains NaN or infinity: {sw[row]} at row {row}.")
+    with np.errstate(over="ignore", under="ignore"):
+        in_dtype = sw.astype(dtype)
+        total = in_dtype.sum(dtype=dtype)
+    if not np.isfinite(in_dtype).all():
+        row = int(np.flatnonzero(~np.isfinite(in_dtype))[0])
+        raise ValueError(
+            f"sample_weight has {sw[row]} at row {row}, beyond the range of {dtype} (the "
+            "network's dtype); only the ratios of the weights matter: scale them down."
+        )
+    if not np.isfinite(total):
+        raise ValueError(
+            f"sample_weight sums to infinity in {dtype} (the network's dtype); only the "
+            "ratios of the weights matter: scale them down."
+        )
     if not sw.any():
         raise ValueError("Sample weights must contain at least one non-zero number.")
+    if total == 0:
+        raise ValueError(
+            f"sample_weight rounds to zero in {dtype} (the network's dtype; largest weight "
+            f"{sw.max()}): the chunk would teach nothing. Only the ratios of the weights "
+            "matter: scale them up."
+        )
     return sw
+
+
+def check_label_types(y) -> None:
+    """An error when the labels ``y`` (a list, or an object array or Series) mix types
+    that cannot be sorted into one label set: strings with numbers, say."""
+    if isinstance(y, (list, tuple)):
+        values = y
+    elif getattr(getattr(y, "dtype", None), "kind", None) == "O":
+        values = np.asarray(y).ravel().tolist()
+    else:
+        return
+    kinds = {}
+    for v in values:
+        kind = "str" if isinstance(v, str) else "number" if isinstance(v, Number) else None
+        kinds.setdefault(kind or type(v).__name__, v)
+        if len(kinds) > 1:
+            shown = ", ".join(f"{k} ({v!r})" for k, v in kinds.items())
+            raise ValueError(
+                f"y holds labels of more than one type: {shown}. Use one type for every "
+                "label (for example all strings)."
+            )
 
 
 def encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -1,0 +1,216 @@
+"""Failures an adversarial audit found in the estimator, each kept fixed by a test."""
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from _util import assert_same_state, assert_same_tree, state
+from torch import nn
+
+from skocl import OnlineFineTuneClassifier
+from skocl.datasets import make_drift_stream
+from skocl.exceptions import NonFiniteStepWarning
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def stream():
+    X, y, _ = make_drift_stream(900, 8, 3, drift_points=(), random_state=0)
+    return X.astype(np.float32), y
+
+
+def snapshot(clf):
+    """Everything a call could change: weights, learner state, fitted attributes."""
+    attrs = {
+        k: (list(v) if isinstance(v, list) else v)
+        for k, v in vars(clf).items()
+        if k.endswith("_") and k not in ("learner_", "module_")
+    }
+    return state(clf), copy.deepcopy(clf.learner_.state_dict()), attrs
+
+
+def assert_unchanged(clf, before):
+    weights, learner, attrs = before
+    assert_same_state(weights, state(clf))
+    assert_same_tree(learner, clf.learner_.state_dict())
+    for k, v in attrs.items():
+        now = getattr(clf, k)
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(v, now)
+        else:
+            assert v == now or (v != v and now != now), k
+
+
+# --------------------------------------------------------------------------- 1. weights
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        (lambda n: np.full(n, 1e39), "beyond the range of float32"),
+        (lambda n: np.full(n, 1e-46), "rounds to zero in float32"),
+        (lambda n: np.array(["heavy"] * n, dtype=object), "sample_weight must hold numbers"),
+        (lambda n: np.r_[np.full(n - 1, 1.0), np.inf], "sample_weight contains (NaN or )?inf"),
+    ],
+    ids=["too large", "too small", "not numbers", "infinite"],
+)
+def test_bad_sample_weight_is_an_error_naming_it_before_any_change(stream, weights, match):
+    X, y = stream
+    clf = OnlineFineTuneClassifier(max_iter=3, random_state=0).fit(X[:300], y[:300])
+    before = snapshot(clf)
+    with pytest.raises(ValueError, match=match):
+        clf.partial_fit(X[300:400], y[300:400], sample_weight=weights(100))
+    assert_unchanged(clf, before)
+    with pytest.raises(ValueError, match=match):
+        OnlineFineTuneClassifier(max_iter=3).fit(X[:100], y[:100], sample_weight=weights(100))
+
+
+def test_large_but_representable_weights_still_teach(stream):
+    X, y = stream
+    clf = OnlineFineTuneClassifier(max_iter=3, random_state=0).fit(X[:300], y[:300])
+    before = state(clf)
+    clf.partial_fit(X[300:400], y[300:400], sample_weight=np.full(100, 1e30))
+    assert clf.n_skipped_steps_ == 0
+    assert not all(torch.equal(before[k], v) for k, v in state(clf).items())
+
+
+# --------------------------------------------------------------------------- 2. labels
+@pytest.mark.parametrize("as_list", [True, False])
+def test_mixed_label_types_are_named(stream, as_list):
+    X, _ = stream
+    labels = ["a", 0] * 20
+    y = labels if as_list else np.array(labels, dtype=object)
+    with pytest.raises(ValueError, match=r"more than one type: str \('a'\), number \(0\)"):
+        OnlineFineTuneClassifier(max_iter=2).fit(X[:40], y)
+    clf = OnlineFineTuneClassifier(max_iter=2, random_state=0).fit(X[:40], ["a", "b"] * 20)
+    before = snapshot(clf)
+    with pytest.raises(ValueError, match="more than one type"):
+        clf.partial_fit(X[:40], y)
+    assert_unchanged(clf, before)
+
+
+# --------------------------------------------------------------------------- 3. exceptions
+class FlakyTrunk(nn.Module):
+    """A trunk that raises on its n-th forward pass from now (``fail_in``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 16)
+        self.fail_in, self.error = None, RuntimeError
+
+    def forward(self, x):
+        if self.fail_in is not None:
+            self.fail_in -= 1
+            if self.fail_in == 0:
+                self.fail_in = None
+                raise self.error("the user's module failed")
+        return torch.relu(self.lin(x))
+
+
+class FlakyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.trunk = FlakyTrunk()
+        self.head = nn.Linear(16, 2)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+@pytest.mark.parametrize("fail_in", [1, 2, 3, 4], ids=lambda n: f"pass{n}")
+@pytest.mark.parametrize("options", [{}, {"fusion": "ema", "regularization": "l2sp"}])
+def test_an_exception_inside_the_update_leaves_the_model_as_it_was(
+    stream, error, fail_in, options
+):
+    X, y = stream
+    with torch.random.fork_rng():
+        net = FlakyNet()
+    params = dict(module=net, dropout=0.0, batch_size=50, random_state=0, **options)
+    clf = OnlineFineTuneClassifier(**params).fit(X[:300], y[:300] % 2)  # classes 0 and 1
+    twin = OnlineFineTuneClassifier(**params).fit(X[:300], y[:300] % 2)
+    clf.partial_fit(X[300:400], y[300:400] % 2)
+    twin.partial_fit(X[300:400], y[300:400] % 2)
+    before = snapshot(clf)
+    clf.module_.trunk.fail_in, clf.module_.trunk.error = fail_in, error
+    # The chunk brings class 2: the head grows before the failure.
+    with pytest.raises(error):
+        clf.partial_fit(X[400:500], y[400:500])
+    assert_unchanged(clf, before)
+    assert list(clf.classes_) == [0, 1] and clf.module_.head.out_features == 2
+    assert not any(m.training for m in clf.module_.modules())
+    np.testing.assert_array_equal(clf.predict_proba(X[:50]), clf.predict_proba(X[:50]))
+    # It goes on exactly as a model that never saw the failed call.
+    clf.partial_fit(X[400:500], y[400:500])
+    twin.partial_fit(X[400:500], y[400:500])
+    assert_same_state(state(twin), state(clf))
+    assert_same_tree(twin.learner_.state_dict(), clf.learner_.state_dict())
+
+
+def test_an_exception_in_fit_keeps_the_previous_model(stream):
+    X, y = stream
+    with torch.random.fork_rng():
+        net = FlakyNet()
+    clf = OnlineFineTuneClassifier(net, max_iter=3, random_state=0).fit(X[:200], y[:200] % 2)
+    before = snapshot(clf)
+    learner = clf.learner_
+    clf.module_.trunk.fail_in = 5  # only the fitted copy fails; fit starts from `module`
+    clf.module.trunk.fail_in = 4
+    with pytest.raises(RuntimeError):
+        clf.fit(X[200:400], y[200:400] % 2)
+    assert clf.learner_ is learner
+    assert_unchanged(clf, before)
+
+
+# --------------------------------------------------------------------------- 4. NaN outputs
+def test_an_update_with_non_finite_outputs_is_undone(stream):
+    X, y = stream
+    clf = OnlineFineTuneClassifier(optimizer="sgd", max_iter=3, random_state=0)
+    clf.fit(X[:300], y[:300])
+    clf.set_params(trunk_lr=1e6, head_lr=1e6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteStepWarning)
+        for s in range(300, 600, 100):
+            clf.partial_fit(X[s : s + 100], y[s : s + 100])
+            proba = clf.predict_proba(X[s : s + 100])  # the rows it learned from
+            assert np.isfinite(proba).all()
+            np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    assert clf.n_skipped_steps_ > 0
+
+
+def test_a_strong_pull_cannot_give_nan_probabilities(stream):
+    X, y = stream
+    clf = OnlineFineTuneClassifier(regularization="l2sp", reg_strength=1e38, max_iter=3)
+    clf.fit(X[:300], y[:300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteStepWarning)
+        for s in range(300, 600, 100):
+            clf.partial_fit(X[s : s + 100], y[s : s + 100])
+            assert np.isfinite(clf.predict_proba(X[s : s + 100])).all()
+
+
+def test_an_input_whose_logits_overflow_is_an_error_naming_the_row(stream):
+    X, y = stream
+    clf = OnlineFineTuneClassifier(max_iter=3, random_state=0).fit(X[:300], y[:300])
+    bad = X[:5].copy()
+    bad[3] = 3e38
+    for method in (clf.predict, clf.predict_proba, clf.decision_function):
+        with pytest.raises(ValueError, match="row 3 gives logits that are not finite"):
+            method(bad)
+    # Learning from it: the steps it breaks are skipped, the update is undone, and its
+    # rows do not enter the replay memory.
+    memory = clf.learner_.memory.X.clone()
+    weights = state(clf)
+    with pytest.warns(NonFiniteStepWarning):
+        clf.partial_fit(bad, y[:5])
+    assert_same_state(weights, state(clf))
+    assert torch.equal(memory, clf.learner_.memory.X)
+
+
+# --------------------------------------------------------------------------- 5. fit stops
+def test_undone_epochs_count_as_no_improvement(stream):
+    X, y = stream
+    clf = OnlineFineTuneClassifier(lr=1e30, optimizer="sgd", n_iter_no_change=5, random_state=0)
+    with pytest.warns(NonFiniteStepWarning):
+        clf.fit(X[:300], y[:300])
+    assert clf.n_iter_ <= 7  # not max_iter=200
+    assert np.isfinite(clf.predict_proba(X[:10])).all()
