@@ -241,17 +241,19 @@ def _read_members(path, only: tuple[str, ...] = _MEMBERS) -> dict[str, bytes]:
         raise _error(path, "not a skocl model file (not a readable zip archive)", exc) from exc
     with zf:
         infos = zf.infolist()
-        names = [info.filename for info in infos]
-        for name in names:
-            if names.count(name) > 1:
-                raise ModelFileError(
-                    f"{path} holds two members named {name!r}; a model file has one of each."
-                )
+        names: set[str] = set()
+        for info in infos:
+            name = info.filename
             if name not in _MEMBERS:
                 raise ModelFileError(
                     f"{path} is not a skocl model file (unexpected member {name!r}; a model "
                     f"file holds {', '.join(_MEMBERS)})."
                 )
+            if name in names:
+                raise ModelFileError(
+                    f"{path} holds two members named {name!r}; a model file has one of each."
+                )
+            names.add(name)
         if "meta.json" not in names:
             raise ModelFileError(f"{path} is not a skocl model file (no meta.json).")
         out = {}
