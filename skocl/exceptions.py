@@ -17,3 +17,10 @@ class ModelFileError(ValueError):
     """A model file cannot be loaded: it is damaged or malformed, in another model format
     version, or asks for a type that is not trusted. The message names the file and the
     problem on one line."""
+
+
+class FrozenStepWarning(SkoclWarning):
+    """A step of a :class:`~skocl.StreamPipeline` (or a part of a
+    :class:`~skocl.compose.StreamColumnTransformer`) has no ``partial_fit``: it is used as
+    fitted and learns nothing from the stream. The message names the step and an online
+    replacement; filter the warning where a frozen step is what you want."""

@@ -10,6 +10,7 @@ incrementally. :class:`StreamPipeline` answers that per step, in the docstring o
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +29,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._readers import StreamChunk, StreamError
+from .exceptions import FrozenStepWarning
 
 __all__ = ["StreamPipeline", "make_stream_pipeline"]
 
@@ -41,6 +43,9 @@ _INCREMENTAL_ALTERNATIVES = {
     "CountVectorizer": "HashingVectorizer",
     "TfidfVectorizer": "HashingVectorizer",
     "RobustScaler": "StandardScaler or MaxAbsScaler",
+    "ColumnTransformer": "skocl.compose.StreamColumnTransformer",
+    "OneHotEncoder": "skocl.preprocessing.OnlineOneHotEncoder",
+    "OrdinalEncoder": "skocl.preprocessing.OnlineOneHotEncoder",
 }
 
 _UPDATE = "partial_fit"  # the step learns from the chunk, then transforms it
@@ -213,6 +218,17 @@ def _check_chunk_values(X, *, allow_nan: bool, names=None, chunk: StreamChunk | 
     raise ValueError(f"row {row}, {where_col}: {reason}")
 
 
+def _frozen_message(name: str, step) -> str:
+    cls = type(step).__name__
+    alternative = _INCREMENTAL_ALTERNATIVES.get(cls)
+    hint = f"; for streams use {alternative}" if alternative else ""
+    return (
+        f"Step {name!r} ({cls}) has no partial_fit: StreamPipeline.partial_fit "
+        "transforms every chunk with it as fitted, and it learns nothing from the "
+        f"stream{hint}. Filter skocl.exceptions.FrozenStepWarning if that is what you want."
+    )
+
+
 def _restore(snapshots) -> None:
     # Reversed, so a step object listed twice ends in its oldest state.
     for step, state in reversed(snapshots):
@@ -256,7 +272,11 @@ class StreamPipeline(Pipeline):
       ``FunctionTransformer``, ``Normalizer``) only transforms it;
     - a step without ``partial_fit`` that is already fitted (a ``PCA`` fitted on a
       first batch, say) is used **frozen**: it transforms the chunk and never learns
-      from the stream. ``fit`` on the pipeline refits it as usual;
+      from the stream, and every call warns with a
+      :class:`~skocl.exceptions.FrozenStepWarning` naming it (and an online
+      replacement: :class:`~skocl.compose.StreamColumnTransformer` for a
+      ``ColumnTransformer``, :class:`~skocl.preprocessing.OnlineOneHotEncoder` for a
+      ``OneHotEncoder``). ``fit`` on the pipeline refits it as usual;
     - a step without ``partial_fit`` that is not fitted is an error, raised before
       anything changes;
     - ``"passthrough"`` and ``None`` steps are skipped;
@@ -451,8 +471,10 @@ class StreamPipeline(Pipeline):
 
         - with ``partial_fit``: ``step.partial_fit(Xt, y, **step_params)``, then
           ``Xt = step.transform(Xt)``;
-        - without ``partial_fit`` and either stateless (``requires_fit=False``) or
-          fitted (then used frozen): ``Xt = step.transform(Xt)``;
+        - without ``partial_fit`` and stateless (``requires_fit=False``):
+          ``Xt = step.transform(Xt)``;
+        - without ``partial_fit`` and fitted: used frozen, ``Xt = step.transform(Xt)``,
+          with a :class:`~skocl.exceptions.FrozenStepWarning`;
         - not fitted and without ``partial_fit``: :class:`~sklearn.exceptions.NotFittedError`
           naming the step, before any step changes;
         - ``"passthrough"`` or ``None``: nothing;
@@ -504,6 +526,9 @@ class StreamPipeline(Pipeline):
             for idx, name, step in self._iter(with_final=False, filter_passthrough=False)
         ]
         step_params = self._route_partial_fit(params, plan)
+        for _, name, step, mode in plan:
+            if mode == _APPLY and _requires_fit(step):
+                warnings.warn(_frozen_message(name, step), FrozenStepWarning, stacklevel=2)
         last = len(self.steps) - 1
         final_name, final = self.steps[-1]
 

@@ -2,6 +2,7 @@
 
 import io
 import pickle
+import warnings
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -27,6 +28,7 @@ from sklearn.preprocessing import (
 from sklearn.svm import SVC
 
 from skocl import OnlineFineTuneClassifier
+from skocl.exceptions import FrozenStepWarning
 from skocl.pipeline import StreamPipeline, make_stream_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -192,7 +194,10 @@ def test_prefitted_step_without_partial_fit_is_used_frozen(digits):
     pca = PCA(n_components=8, random_state=0).fit(X[:100])
     components = pca.components_.copy()
     mean = pca.mean_.copy()
-    pipe = streamed(StreamPipeline([("pca", pca), ("clf", make_clf())]), X, y, classes=CLASSES)
+    with pytest.warns(
+        FrozenStepWarning, match=r"'pca' \(PCA\) has no partial_fit.*IncrementalPCA"
+    ):
+        pipe = streamed(StreamPipeline([("pca", pca), ("clf", make_clf())]), X, y, classes=CLASSES)
 
     assert pipe.named_steps["pca"] is pca
     np.testing.assert_array_equal(pca.components_, components)
@@ -216,7 +221,8 @@ def test_unfitted_step_without_partial_fit_raises_naming_it_and_changes_nothing(
     # After fit, the PCA is fitted and is used frozen.
     pipe.fit(X[:200], y[:200])
     components = pipe.named_steps["reduce"].components_.copy()
-    pipe.partial_fit(X[200:232], y[200:232])
+    with pytest.warns(FrozenStepWarning, match="'reduce'"):
+        pipe.partial_fit(X[200:232], y[200:232])
     np.testing.assert_array_equal(pipe.named_steps["reduce"].components_, components)
     assert pipe.named_steps["scale"].n_samples_seen_ == 232
 
@@ -423,8 +429,10 @@ def test_bad_params_raise_before_anything_changes(digits, params, message):
     X, y = digits
     pca = PCA(n_components=5).fit(X)
     pipe = StreamPipeline([("scale", StandardScaler()), ("pca", pca), ("clf", make_clf())])
-    with pytest.raises((ValueError, TypeError), match=message):
-        pipe.partial_fit(X[:CHUNK], y[:CHUNK], classes=CLASSES, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FrozenStepWarning)  # the frozen PCA is not the point
+        with pytest.raises((ValueError, TypeError), match=message):
+            pipe.partial_fit(X[:CHUNK], y[:CHUNK], classes=CLASSES, **params)
     assert fitted_attrs(pipe.named_steps["scale"]) == {}
     assert fitted_attrs(pipe.named_steps["clf"]) == {}
 
@@ -691,12 +699,13 @@ def test_nan_is_refused_unless_the_first_step_takes_missing_values(digits):
     assert fitted_attrs(pca_first[0]) == {}
 
     imputed = make_stream_pipeline(SimpleImputer().fit(X), StandardScaler(), make_clf())
-    imputed.partial_fit(Xc, y[:CHUNK], classes=CLASSES)
+    with pytest.warns(FrozenStepWarning, match="SimpleImputer"):
+        imputed.partial_fit(Xc, y[:CHUNK], classes=CLASSES)
     assert not np.isnan(imputed[1].mean_).any()
     # A value beyond float32 is still refused, whatever the first step.
     Xc[0, 0] = 1e39
     with pytest.raises(ValueError, match="float32"):
-        imputed.partial_fit(Xc, y[:CHUNK])
+        imputed.partial_fit(Xc, y[:CHUNK])  # refused before the frozen step's warning
 
 
 def test_sparse_and_mixed_object_chunks_are_screened(digits):
