@@ -773,13 +773,15 @@ def targets(res: dict, base: dict | None, peers: dict | None) -> dict:
         t["1b no drop > 0.005"] = qs["max_drop_mean"] <= 0.005
     tp = res.get("throughput")
     if tp:
-        t["2a rows/s >= MLP"] = (
-            tp[f"rows/s at {TP_CHUNK}: skocl"]["wall"]
-            >= tp[f"rows/s at {TP_CHUNK}: MLPClassifier"]["wall"]
+        # Judged on CPU time: on a shared machine the wall clock mostly measures the wait
+        # for a core (both are printed).
+        t["2a rows/s >= MLP (CPU)"] = (
+            tp[f"rows/s at {TP_CHUNK}: skocl"]["cpu"]
+            >= tp[f"rows/s at {TP_CHUNK}: MLPClassifier"]["cpu"]
         )
-        t["2b s/call < SGD"] = (
-            tp[f"s/call at {TP_SMALL}: skocl"]["wall"]
-            < tp[f"s/call at {TP_SMALL}: SGDClassifier"]["wall"]
+        t["2b s/call < SGD (CPU)"] = (
+            tp[f"s/call at {TP_SMALL}: skocl"]["cpu"]
+            < tp[f"s/call at {TP_SMALL}: SGDClassifier"]["cpu"]
         )
     st = res.get("stationary")
     if st:
@@ -865,10 +867,10 @@ def report(results: dict, peers: dict | None, args) -> str:
                     n,
                     f"{a['wall']:,.0f} ({a['cpu']:,.0f})",
                     f"{m['wall']:,.0f} ({m['cpu']:,.0f})",
-                    f"{a['wall'] / m['wall']:.2f}",
+                    f"{a['wall'] / m['wall']:.2f} ({a['cpu'] / m['cpu']:.2f})",
                     f"{s['wall'] * 1e6:,.0f} ({s['cpu'] * 1e6:,.0f})",
                     f"{g['wall'] * 1e6:,.0f} ({g['cpu'] * 1e6:,.0f})",
-                    f"{s['wall'] / g['wall']:.2f}",
+                    f"{s['wall'] / g['wall']:.2f} ({s['cpu'] / g['cpu']:.2f})",
                 ])  # fmt: skip
         out += [
             f"### 2. Throughput (make_drift_stream, 20 features; median of {args.rounds} "
