@@ -16,7 +16,21 @@ class DriftDetectionUnavailableWarning(SkoclWarning):
 class ModelFileError(ValueError):
     """A model file cannot be loaded: it is damaged or malformed, in another model format
     version, or asks for a type that is not trusted. The message names the file and the
-    problem on one line."""
+    problem on one line.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import skocl
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.skocl")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(b"not a zip archive")
+    >>> try:
+    ...     skocl.load(path)
+    ... except skocl.exceptions.ModelFileError as exc:
+    ...     print(str(exc).split(": ", 1)[1])
+    not a skocl model file (not a readable zip archive) (BadZipFile: File is not a zip file).
+    """
 
 
 class FrozenStepWarning(SkoclWarning):
