@@ -312,10 +312,11 @@ def _warm_start_model(args):
     return model, features
 
 
-def _named(chunks, X):
-    from .stream import _with_feature_names
+def _named(model, chunks, X):
+    """``X`` with the reader's column names, for a model that keeps names."""
+    from .stream import _feature_names, _is_fitted, _with_feature_names
 
-    return _with_feature_names(X, getattr(chunks, "features", None))
+    return _with_feature_names(X, _feature_names(model, chunks, _is_fitted(model)))
 
 
 def _report_bad_rows(chunks) -> None:
@@ -391,7 +392,7 @@ def _cmd_train(args) -> int:
                 columns["features"] = list(chunks.features)
             if i < start:
                 continue
-            X, y = _named(chunks, chunk.X), chunk.y
+            X, y = _named(model, chunks, chunk.X), chunk.y
             t0 = time.perf_counter()
             if _is_fitted(model):
                 tally["correct"] += int((model.predict(X) == y).sum())
@@ -506,7 +507,7 @@ def _cmd_predict(args) -> int:
         header = ["prediction"] + ([f"proba_{c}" for c in classes] if args.proba else [])
         writer.writerow(header)
         for chunk in chunks:
-            X = _named(chunks, chunk.X)
+            X = _named(model, chunks, chunk.X)
             if args.proba:
                 proba = model.predict_proba(X)
                 labels = classes[proba.argmax(1)]

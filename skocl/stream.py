@@ -206,7 +206,8 @@ def iter_prequential(
         The stream, e.g. from :func:`open_stream`. When it names its columns (the
         ``features`` attribute of the readers' streams), each ``X`` is passed on as a
         pandas DataFrame with those names, so that the model keeps them as
-        ``feature_names_in_`` and refuses data whose columns are in another order.
+        ``feature_names_in_`` and refuses data whose columns are in another order; a
+        model that learned its first rows without names goes on without them.
     metrics : str, callable, sequence or dict, default=("accuracy",)
         As in :func:`prequential`; a dict maps names to scorers. ``()`` scores nothing.
     classes : array-like, default=None
@@ -240,11 +241,10 @@ def iter_prequential(
         X, y = (chunk.X, chunk.y) if isinstance(chunk, StreamChunk) else chunk
         if i < start:
             continue
-        # Known once the reader has read a header.
-        X = _with_feature_names(X, getattr(chunks, "features", None))
         t0 = time.perf_counter()
         rec: dict[str, Any] = {"chunk": i, "rows": len(y)}
         fitted = _is_fitted(estimator)
+        X = _with_feature_names(X, _feature_names(estimator, chunks, fitted))
         for name, scorer in scorers.items():
             rec[name] = float(scorer(estimator, X, y)) if fitted else math.nan
         if learn:
@@ -359,6 +359,16 @@ def prequential(
         checkpoint.write(estimator, {"chunks_done": done, "records": result.records})
     result.estimator = estimator
     return result
+
+
+def _feature_names(estimator, chunks, fitted: bool) -> list[str] | None:
+    """The column names to give the model: the reader's (known once it has read a
+    header), unless the model learned its first rows without names, which it then keeps
+    on doing (names now would only bring scikit-learn's warning on every chunk)."""
+    names = getattr(chunks, "features", None)
+    if names is None or (fitted and not hasattr(estimator, "feature_names_in_")):
+        return None
+    return names
 
 
 def _with_feature_names(X, names: list[str] | None):

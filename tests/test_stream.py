@@ -262,3 +262,27 @@ def test_describe_files_notices_a_changed_file(tmp_path):
     changed = describe_files([data])
     assert changed[0]["size"] == first[0]["size"]
     assert changed[0]["sha256"] != first[0]["sha256"]
+
+
+def test_chunks_carry_column_names_unless_the_model_learned_without(digits):
+    import warnings
+
+    import pandas as pd
+
+    X, y = digits
+    frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(64)]).assign(digit=y)
+    named = SGDClassifier(random_state=0)
+    prequential(
+        named, iter_chunks(frame, target="digit", chunksize=250), classes=range(10), verbose=0
+    )
+    assert list(named.feature_names_in_) == [f"p{i}" for i in range(64)]
+    with pytest.raises(ValueError, match="same order"):
+        named.predict(frame.drop(columns="digit").iloc[:, ::-1])
+
+    # A model that learned its first rows without names (a resumed run whose first
+    # part came from arrays) goes on without them, and without a warning per chunk.
+    unnamed = SGDClassifier(random_state=0).partial_fit(X[:100], y[:100], classes=range(10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prequential(unnamed, iter_chunks(frame, target="digit", chunksize=250), verbose=0)
+    assert not hasattr(unnamed, "feature_names_in_")
