@@ -53,6 +53,13 @@ class Checkpoint:
         Further JSON-able data saved with each write; read at write time, so it may be
         filled in while the stream runs.
 
+    Attributes
+    ----------
+    path : pathlib.Path
+        The checkpoint file.
+    every, run, extra
+        As given.
+
     Examples
     --------
     >>> import os, tempfile

@@ -227,7 +227,8 @@ def _run_record(args) -> dict:
     }
 
 
-def _check_warm_start_args(args) -> None:
+def _check_no_model_options(args, why: str) -> None:
+    """Refuse the options that shape a new model when a saved one is used as it is."""
     given = [
         flag
         for flag, value in (
@@ -239,10 +240,7 @@ def _check_warm_start_args(args) -> None:
         if value
     ]
     if given:
-        raise _UsageError(
-            f"--warm-start continues the model in --model with its own parameters; "
-            f"{', '.join(given)} cannot change them (train a new model instead)"
-        )
+        raise _UsageError(f"{why}; {', '.join(given)} cannot change them")
 
 
 def _finished_elsewhere(args, checkpoint) -> bool:
@@ -353,7 +351,11 @@ def _cmd_train(args) -> int:
     from .stream import _is_fitted
 
     if args.warm_start:
-        _check_warm_start_args(args)
+        _check_no_model_options(
+            args,
+            "--warm-start continues the model in --model with its own parameters "
+            "(train a new model to change them)",
+        )
     _check_columns_arg(args)
     _check_writable(args.model, "--model")
     # Saved with each checkpoint: predict reads the columns, --resume the run.
@@ -382,6 +384,12 @@ def _cmd_train(args) -> int:
         columns["features"] = features
     else:
         model = _new_model(args)
+        if os.path.isfile(args.model):
+            print(
+                f"note: {args.model} exists and will be replaced by a new model "
+                "(--warm-start continues it instead)",
+                file=sys.stderr,
+            )
     chunks = _stream(args, args.target, features)
     classes = _classes(args)
     start, read, seconds = tally["chunks_done"], 0, 0.0
@@ -446,6 +454,7 @@ def _cmd_evaluate(args) -> int:
             _check_writable(path, option)
     features = None
     if args.model:
+        _check_no_model_options(args, "--model evaluates the saved model as it is")
         model = load(args.model)
         features = _model_columns(args.model, model)
     else:

@@ -267,6 +267,9 @@ def test_warm_start_learns_new_files_with_the_same_online_step(files, capsys):
     day1 = tmp / "day1.skocl"
     code, _, err = run(_train(tmp, day1, a), capsys)
     assert code == 0, err
+    assert "replaced" not in err
+    code, _, err = run(_train(tmp, day1, a), capsys)  # a fresh run over an existing file
+    assert code == 0 and f"note: {day1} exists and will be replaced" in err
     twin = skocl.load(day1)
     day2 = tmp / "day2.skocl"
     day2.write_bytes(day1.read_bytes())
@@ -336,6 +339,10 @@ def test_evaluate_can_save_what_it_learned(files, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", str(b), "--target", "label", "--no-learn", "--save", str(saved)])
     assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:  # a saved model is evaluated as it is
+        main(["evaluate", str(b), "--target", "label", "--model", str(model), "--seed", "3"])
+    assert exc.value.code == 2
+    assert "--seed cannot change them" in capsys.readouterr().err
 
 
 def test_resume_refuses_another_run_and_says_what_differs(files, capsys):
