@@ -819,6 +819,86 @@ def targets(res: dict, base: dict | None, peers: dict | None) -> dict:
     return t
 
 
+# One number per target: (column, how to read it from a result, True when higher is better)
+METRICS = (
+    ("1a gap to fit(all)", lambda r: r["quickstart"]["gap_to_fit_all"], False),
+    ("1b largest drop", lambda r: r["quickstart"]["max_drop_mean"], False),
+    (
+        "2a rows/s / MLP (CPU)",
+        lambda r: (
+            r["throughput"][f"rows/s at {TP_CHUNK}: skocl"]["cpu"]
+            / r["throughput"][f"rows/s at {TP_CHUNK}: MLPClassifier"]["cpu"]
+        ),
+        True,
+    ),
+    (
+        "2b s/call / SGD (CPU)",
+        lambda r: (
+            r["throughput"][f"s/call at {TP_SMALL}: skocl"]["cpu"]
+            / r["throughput"][f"s/call at {TP_SMALL}: SGDClassifier"]["cpu"]
+        ),
+        False,
+    ),
+    (
+        "3a reactions (both stationary)",
+        lambda r: sum(v["reactions"] for v in r["stationary"].values()),
+        False,
+    ),
+    ("3b rows to recover", lambda r: r["abrupt"]["recovery_rows"], False),
+    ("4a/b preq mean", lambda r: r["quality"]["mean over streams"], True),
+    (
+        "4c new classes given - growing",
+        lambda r: (
+            r["class_incremental"]["large chunks, classes given"]["new classes (5-9)"]
+            - r["class_incremental"]["large chunks, label set growing"]["new classes (5-9)"]
+        ),
+        True,
+    ),
+    ("5 Split-Digits", lambda r: r["continual"]["split"]["mean"], True),
+    ("5 Permuted-Digits", lambda r: r["continual"]["permuted"]["mean"], True),
+    ("5 abrupt preq", lambda r: r["continual"]["abrupt"]["mean"], True),
+)
+
+
+def _metric(fn, res):
+    try:
+        return fn(res)
+    except (KeyError, TypeError):
+        return None
+
+
+def summary(results: dict, peers: dict | None) -> list[str]:
+    """The sweep table (one number per target per candidate) and, per target, the
+    candidate that comes closest."""
+    names = list(results)
+    rows = []
+    for n in names:
+        cells = [n]
+        for _, fn, _ in METRICS:
+            v = _metric(fn, results[n])
+            cells.append("–" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}")
+        rows.append(cells)
+    out = [
+        "### Sweep: one number per target\n",
+        table(["candidate", *(m[0] for m in METRICS)], rows),
+        "",
+        "Closest to each target:\n",
+    ]
+    for col, fn, higher in METRICS:
+        vals = [(v, n) for n in names if (v := _metric(fn, results[n])) is not None]
+        if not vals:
+            continue
+        best = max(v for v, _ in vals) if higher else min(v for v, _ in vals)
+        who = [n for v, n in vals if v == best]
+        base = _metric(fn, results.get(BASELINE, {}))
+        ref = "" if base is None else f" (baseline {base:.3f})"
+        out.append(f"- {col}: {best:.3f} by {', '.join(who)}{ref}")
+    if peers:
+        peer_text = ", ".join(f"{p} {q['mean over streams']:.3f}" for p, q in peers.items())
+        out.append(f"- peers' prequential mean: {peer_text}")
+    return out + [""]
+
+
 def report(results: dict, peers: dict | None, args) -> str:
     names = list(results)
     base = results.get(BASELINE)
@@ -975,6 +1055,7 @@ def report(results: dict, peers: dict | None, args) -> str:
             ),  # fmt: skip
             "",
         ]
+    out += summary(results, peers)
     rows, header = [], None
     for n in names:
         t = targets(results[n], base, peers)
