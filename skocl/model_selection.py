@@ -123,7 +123,7 @@ class StreamedFit(MetaEstimatorMixin, BaseEstimator):
     >>> X, y = load_digits(return_X_y=True)
     >>> X, y = X[:600] / 16, y[:600]
     >>> model = StreamedFit(
-    ...     OnlineFineTuneClassifier(hidden_layer_sizes=(32,), max_iter=20, random_state=0),
+    ...     OnlineFineTuneClassifier(hidden_layer_sizes=(32,), tol=0.02, n_iter_no_change=3, random_state=0),
     ...     pretrain_size=0.3, chunk_size=50,
     ... )
     >>> search = GridSearchCV(
@@ -444,7 +444,7 @@ def make_prequential_scorer(scoring=None, *, chunk_size=None):
     >>> X, y = load_digits(return_X_y=True)
     >>> X, y = X[:600] / 16, y[:600]
     >>> model = StreamedFit(
-    ...     OnlineFineTuneClassifier(hidden_layer_sizes=(32,), max_iter=20, random_state=0),
+    ...     OnlineFineTuneClassifier(hidden_layer_sizes=(32,), tol=0.02, n_iter_no_change=3, random_state=0),
     ...     pretrain_size=0.5, chunk_size=50,
     ... )
     >>> scores = cross_val_score(model, X, y, cv=TimeSeriesSplit(n_splits=2),
