@@ -122,8 +122,11 @@ class StreamedFit(MetaEstimatorMixin, BaseEstimator):
     >>> from skocl.model_selection import StreamedFit
     >>> X, y = load_digits(return_X_y=True)
     >>> X, y = X[:600] / 16, y[:600]
+    >>> clf = OnlineFineTuneClassifier(
+    ...     hidden_layer_sizes=(32,), tol=0.02, n_iter_no_change=3, random_state=0
+    ... )
     >>> model = StreamedFit(
-    ...     OnlineFineTuneClassifier(hidden_layer_sizes=(32,), tol=0.02, n_iter_no_change=3, random_state=0),
+    ...     clf,
     ...     pretrain_size=0.3, chunk_size=50,
     ... )
     >>> search = GridSearchCV(
@@ -443,8 +446,11 @@ def make_prequential_scorer(scoring=None, *, chunk_size=None):
     >>> from skocl.model_selection import StreamedFit, make_prequential_scorer
     >>> X, y = load_digits(return_X_y=True)
     >>> X, y = X[:600] / 16, y[:600]
+    >>> clf = OnlineFineTuneClassifier(
+    ...     hidden_layer_sizes=(32,), tol=0.02, n_iter_no_change=3, random_state=0
+    ... )
     >>> model = StreamedFit(
-    ...     OnlineFineTuneClassifier(hidden_layer_sizes=(32,), tol=0.02, n_iter_no_change=3, random_state=0),
+    ...     clf,
     ...     pretrain_size=0.5, chunk_size=50,
     ... )
     >>> scores = cross_val_score(model, X, y, cv=TimeSeriesSplit(n_splits=2),
