@@ -172,10 +172,9 @@ def _model_columns(path, model) -> list[str] | None:
     """The feature columns a model file was trained on, by name."""
     from ._persist import read_meta
 
-    features = read_meta(path)["extra"].get("features")
-    if features is None and hasattr(model, "feature_names_in_"):
-        features = [str(name) for name in model.feature_names_in_]
-    return features
+    if getattr(model, "feature_names_in_", None) is not None:
+        return [str(name) for name in model.feature_names_in_]
+    return read_meta(path)["extra"].get("features")
 
 
 def _stream(args, target, features=None):
@@ -310,11 +309,13 @@ def _warm_start_model(args):
     return model, features
 
 
-def _named(model, chunks, X):
-    """``X`` with the reader's column names, for a model that keeps names."""
-    from .stream import _feature_names, _is_fitted, _with_feature_names
+def _model_input(model, chunks, X):
+    """``X`` for the model and whether its columns are in the model's order (see
+    ``stream._model_input``)."""
+    from .stream import _is_fitted
+    from .stream import _model_input as model_input
 
-    return _with_feature_names(X, _feature_names(model, chunks, _is_fitted(model)))
+    return model_input(model, chunks, X, _is_fitted(model))
 
 
 def _report_bad_rows(chunks) -> None:
@@ -348,7 +349,7 @@ def _cmd_train(args) -> int:
     """Learn the files chunk by chunk, scoring each chunk before it is learned."""
     from ._checkpoint import Checkpoint
     from ._progress import progress_bar
-    from .stream import _is_fitted
+    from .stream import _columns_in_order, _is_fitted
 
     if args.warm_start:
         _check_no_model_options(
@@ -400,16 +401,17 @@ def _cmd_train(args) -> int:
                 columns["features"] = list(chunks.features)
             if i < start:
                 continue
-            X, y = _named(model, chunks, chunk.X), chunk.y
+            (X, in_order), y = _model_input(model, chunks, chunk.X), chunk.y
             t0 = time.perf_counter()
-            if _is_fitted(model):
-                tally["correct"] += int((model.predict(X) == y).sum())
-                tally["scored"] += len(y)
-                model.partial_fit(X, y)
-            elif classes is not None:
-                model.partial_fit(X, y, classes=classes)
-            else:
-                model.partial_fit(X, y)
+            with _columns_in_order(in_order):
+                if _is_fitted(model):
+                    tally["correct"] += int((model.predict(X) == y).sum())
+                    tally["scored"] += len(y)
+                    model.partial_fit(X, y)
+                elif classes is not None:
+                    model.partial_fit(X, y, classes=classes)
+                else:
+                    model.partial_fit(X, y)
             seconds += time.perf_counter() - t0
             tally["rows_seen"] += len(y)
             tally["chunks_done"] = i + 1
@@ -497,6 +499,7 @@ def _check_metrics(metrics) -> None:
 
 def _cmd_predict(args) -> int:
     from ._persist import load
+    from .stream import _columns_in_order
 
     model = load(args.model)
     features = _model_columns(args.model, model)
@@ -516,13 +519,15 @@ def _cmd_predict(args) -> int:
         header = ["prediction"] + ([f"proba_{c}" for c in classes] if args.proba else [])
         writer.writerow(header)
         for chunk in chunks:
-            X = _named(model, chunks, chunk.X)
-            if args.proba:
-                proba = model.predict_proba(X)
-                labels = classes[proba.argmax(1)]
-                writer.writerows([lab, *p] for lab, p in zip(labels.tolist(), proba.tolist()))
-            else:
-                writer.writerows([lab] for lab in model.predict(X).tolist())
+            X, in_order = _model_input(model, chunks, chunk.X)
+            with _columns_in_order(in_order):
+                if args.proba:
+                    proba = model.predict_proba(X)
+                    labels = classes[proba.argmax(1)]
+                    rows = zip(labels.tolist(), proba.tolist())
+                    writer.writerows([lab, *p] for lab, p in rows)
+                else:
+                    writer.writerows([lab] for lab in model.predict(X).tolist())
         out.flush()
     except BrokenPipeError:
         # The reader of standard output stopped (``skocl predict ... | head``): that is

@@ -9,9 +9,11 @@ runs both with a progress bar and checkpoints (:class:`Checkpoint`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -204,10 +206,11 @@ def iter_prequential(
         Updated in place.
     chunks : iterable of StreamChunk or (X, y) tuples
         The stream, e.g. from :func:`open_stream`. When it names its columns (the
-        ``features`` attribute of the readers' streams), each ``X`` is passed on as a
-        pandas DataFrame with those names, so that the model keeps them as
-        ``feature_names_in_`` and refuses data whose columns are in another order; a
-        model that learned its first rows without names goes on without them.
+        ``features`` attribute of the readers' streams), an unfitted model gets its
+        first chunk as a pandas DataFrame with those names and keeps them as
+        ``feature_names_in_``; a fitted model with other names (or the same in another
+        order) refuses the stream; a model that learned its first rows without names
+        goes on without them.
     metrics : str, callable, sequence or dict, default=("accuracy",)
         As in :func:`prequential`; a dict maps names to scorers. ``()`` scores nothing.
     classes : array-like, default=None
@@ -244,14 +247,15 @@ def iter_prequential(
         t0 = time.perf_counter()
         rec: dict[str, Any] = {"chunk": i, "rows": len(y)}
         fitted = _is_fitted(estimator)
-        X = _with_feature_names(X, _feature_names(estimator, chunks, fitted))
-        for name, scorer in scorers.items():
-            rec[name] = float(scorer(estimator, X, y)) if fitted else math.nan
-        if learn:
-            if fitted or classes is None:
-                estimator.partial_fit(X, y)
-            else:
-                estimator.partial_fit(X, y, classes=classes)
+        X, in_order = _model_input(estimator, chunks, X, fitted)
+        with _columns_in_order(in_order):
+            for name, scorer in scorers.items():
+                rec[name] = float(scorer(estimator, X, y)) if fitted else math.nan
+            if learn:
+                if fitted or classes is None:
+                    estimator.partial_fit(X, y)
+                else:
+                    estimator.partial_fit(X, y, classes=classes)
         rec["learned"] = len(y) if learn else 0
         rec["seconds"] = time.perf_counter() - t0
         yield rec
@@ -361,14 +365,44 @@ def prequential(
     return result
 
 
-def _feature_names(estimator, chunks, fitted: bool) -> list[str] | None:
-    """The column names to give the model: the reader's (known once it has read a
-    header), unless the model learned its first rows without names, which it then keeps
-    on doing (names now would only bring scikit-learn's warning on every chunk)."""
+def _model_input(estimator, chunks, X, fitted: bool):
+    """``X`` as the model should get it, and whether its columns are known to be in the
+    order of the model's ``feature_names_in_``.
+
+    The reader knows the column names (``chunks.features``, once it has read a header).
+    An unfitted model gets them on a DataFrame, and keeps them. A model that keeps
+    names, and whose names are the reader's in the same order, gets the bare array: the
+    reader has already put the columns in that order, and scikit-learn's per-call check
+    of a DataFrame costs more than the check done here (a few milliseconds per call).
+    A model whose names differ gets the DataFrame, which scikit-learn refuses with a
+    message naming the difference. A model that learned without names gets the array,
+    as before.
+    """
     names = getattr(chunks, "features", None)
-    if names is None or (fitted and not hasattr(estimator, "feature_names_in_")):
-        return None
-    return names
+    if names is None or not isinstance(X, np.ndarray):
+        return X, False
+    if not fitted:
+        return _with_feature_names(X, names), False
+    kept = getattr(estimator, "feature_names_in_", None)
+    if kept is None:
+        return X, False
+    if list(kept) == list(names):
+        return X, True
+    return _with_feature_names(X, names), False
+
+
+@contextlib.contextmanager
+def _columns_in_order(in_order: bool) -> Iterator[None]:
+    """Silence scikit-learn's warning that an array has no feature names, for arrays
+    whose columns :func:`_model_input` found in the model's order."""
+    if not in_order:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="X does not have valid feature names", category=UserWarning
+        )
+        yield
 
 
 def _with_feature_names(X, names: list[str] | None):

@@ -378,7 +378,7 @@ def test_resume_after_the_last_checkpoint_ends_with_a_complete_model(files, caps
     every = ["--checkpoint-every", "2", "-p", "drift_detector=None"]
     assert run(_train(tmp, full, a, b, extra=every), capsys)[0] == 0
 
-    real = skocl.cli._named
+    real = skocl.cli._model_input
     calls = []
 
     def interrupt_at_fifth(model, chunks, X):
@@ -387,7 +387,7 @@ def test_resume_after_the_last_checkpoint_ends_with_a_complete_model(files, caps
             raise KeyboardInterrupt
         return real(model, chunks, X)
 
-    monkeypatch.setattr(skocl.cli, "_named", interrupt_at_fifth)
+    monkeypatch.setattr(skocl.cli, "_model_input", interrupt_at_fifth)
     code, _, err = run(_train(tmp, cut, a, b, extra=every), capsys)
     assert code == 130
     assert skocl.load(cut)[-1].n_samples_seen_ == 2000  # the checkpoint after 4 chunks

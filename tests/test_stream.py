@@ -278,6 +278,16 @@ def test_chunks_carry_column_names_unless_the_model_learned_without(digits):
     assert list(named.feature_names_in_) == [f"p{i}" for i in range(64)]
     with pytest.raises(ValueError, match="same order"):
         named.predict(frame.drop(columns="digit").iloc[:, ::-1])
+    # Later chunks in the model's order pass as arrays, without scikit-learn's warning
+    # that they have no names; a stream with the columns in another order is refused.
+    before = named.coef_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prequential(named, iter_chunks(frame, target="digit", chunksize=250), verbose=0)
+    assert not np.array_equal(named.coef_, before)
+    reordered = frame[[*frame.columns[:-1][::-1], "digit"]]
+    with pytest.raises(ValueError, match="same order"):
+        prequential(named, iter_chunks(reordered, target="digit", chunksize=250), verbose=0)
 
     # A model that learned its first rows without names (a resumed run whose first
     # part came from arrays) goes on without them, and without a warning per chunk.
