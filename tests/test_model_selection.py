@@ -287,3 +287,25 @@ def test_prequential_scorer_takes_named_metrics(digits):
     model = StreamedFit(make_clf(), pretrain_size=1.0).fit(X[:300], y[:300])
     loss = make_prequential_scorer("neg_log_loss", chunk_size=150)(model, X[300:], y[300:])
     assert loss < 0
+
+
+def test_a_dataframe_with_late_categories_through_a_stream_pipeline():
+    pd = pytest.importorskip("pandas")
+    from skocl.compose import StreamColumnTransformer
+    from skocl.pipeline import StreamPipeline
+    from skocl.preprocessing import OnlineOneHotEncoder
+
+    rng = np.random.default_rng(0)
+    site = np.where(np.arange(400) < 200, rng.integers(0, 2, 400), rng.integers(0, 3, 400))
+    X = pd.DataFrame({"temp": rng.normal(size=400), "site": np.array(list("ABC"))[site]})
+    prep = StreamColumnTransformer(
+        [("num", StandardScaler(), ["temp"]), ("cat", OnlineOneHotEncoder(8), ["site"])]
+    )
+    clf = make_clf(classes=[0, 1, 2], trunk_lr=1e-2, head_lr=0.1, head_steps=10)
+    pipe = StreamPipeline([("prep", prep), ("clf", clf)])
+    model = StreamedFit(pipe, pretrain_size=100, chunk_size=50).fit(X, site)
+    # Site C first appears in the streamed part: the encoder learned it there.
+    assert list(model.estimator_[0].named_transformers_["cat"].categories_[0])[-1] == "C"
+    assert model.score(X[site == 2], site[site == 2]) > 0.9
+    scores = cross_val_score(model, X, site, cv=TimeSeriesSplit(n_splits=2))
+    assert np.all(np.isfinite(scores))
