@@ -55,6 +55,12 @@ class LazyAdam(torch.optim.Optimizer):
     corrections use the parameter's step count, not the row's. When every row is in
     every batch (a dense-looking sparse gradient) the two coincide.
 
+    A parameter whose first gradient is sparse keeps both moments of a row side by side,
+    in ``state["moments"]`` of shape ``(n_rows, 2, *row_shape)``, so that a step reads
+    and writes one row of state per feature instead of one row of each of two tensors
+    (it halves the optimizer's scattered memory traffic); a dense parameter keeps
+    ``state["exp_avg"]`` and ``state["exp_avg_sq"]`` as ``torch.optim.Adam`` does.
+
     Examples
     --------
     >>> import torch
@@ -101,8 +107,13 @@ class LazyAdam(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    if p.grad.is_sparse:
+                        # Both moments of a row side by side: a step reads and writes one
+                        # row of this table per feature, not one row of each of two.
+                        state["moments"] = p.new_zeros((p.shape[0], 2, *p.shape[1:]))
+                    else:
+                        state["exp_avg"] = torch.zeros_like(p)
+                        state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
                 if p.grad.is_sparse:
                     _lazy_step(p, p.grad, state, group)
@@ -117,11 +128,18 @@ def _corrections(state: dict, group: dict) -> tuple[float, float]:
     return 1 - beta1**t, math.sqrt(1 - beta2**t)
 
 
+def _moments(state: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views of the first and second moments, however they are stored."""
+    if "moments" in state:
+        return state["moments"][:, 0], state["moments"][:, 1]
+    return state["exp_avg"], state["exp_avg_sq"]
+
+
 def _dense_step(p: torch.Tensor, grad: torch.Tensor, state: dict, group: dict) -> None:
     beta1, beta2 = group["betas"]
     if group["weight_decay"]:
         grad = grad.add(p, alpha=group["weight_decay"])
-    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m, v = _moments(state)
     m.lerp_(grad, 1 - beta1)
     v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     bc1, bc2_sqrt = _corrections(state, group)
@@ -147,10 +165,18 @@ def _lazy_step(p: torch.Tensor, grad: torch.Tensor, state: dict, group: dict) ->
     theta = p.index_select(0, rows)
     if group["weight_decay"]:
         g.add_(theta, alpha=group["weight_decay"])
-    m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)
-    v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    state["exp_avg"].index_copy_(0, rows, m)
-    state["exp_avg_sq"].index_copy_(0, rows, v)
+    if "moments" in state:
+        mv = state["moments"].index_select(0, rows)
+        m, v = mv[:, 0], mv[:, 1]
+    else:
+        m, v = state["exp_avg"].index_select(0, rows), state["exp_avg_sq"].index_select(0, rows)
+    m.lerp_(g, 1 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    if "moments" in state:
+        state["moments"].index_copy_(0, rows, mv)
+    else:
+        state["exp_avg"].index_copy_(0, rows, m)
+        state["exp_avg_sq"].index_copy_(0, rows, v)
     bc1, bc2_sqrt = _corrections(state, group)
-    denom = v.sqrt_().div_(bc2_sqrt).add_(group["eps"])
+    denom = v.sqrt().div_(bc2_sqrt).add_(group["eps"])
     p.index_copy_(0, rows, theta.addcdiv_(m, denom, value=-group["lr"] / bc1))
