@@ -93,7 +93,9 @@ def pretrained():
 
 
 def trunk_distance(clf, start):
-    return sum(((p.detach() - s) ** 2).sum().item() for p, s in zip(clf.learner_.trunk_params, start))
+    return sum(
+        ((p.detach() - s) ** 2).sum().item() for p, s in zip(clf.learner_.trunk_params, start)
+    )
 
 
 @pytest.mark.parametrize("reg", ["l2sp", "ewc"])
@@ -114,7 +116,8 @@ def test_anchor_keeps_the_trunk_near_its_pretrained_weights(pretrained, reg):
         if reg == "ewc":
             assert clf.learner_.anchor.fisher is not None
             assert all(
-                f.shape == p.shape and (f >= 0).all() for f, p in zip(clf.learner_.anchor.fisher, start)
+                f.shape == p.shape and (f >= 0).all()
+                for f, p in zip(clf.learner_.anchor.fisher, start)
             )
         for lo in range(0, 400, 40):
             clf.partial_fit(Xn[lo : lo + 40], y[lo : lo + 40])
@@ -146,7 +149,9 @@ def test_ema_fusion_serves_the_moving_average(pretrained):
     for s, expected in zip(serve, served):
         torch.testing.assert_close(s.detach(), expected)
     # predictions come from the served weights, not the current ones
-    logits = clf.learner_.served[1](clf.learner_.served[0](torch.as_tensor(X[:5], dtype=torch.float32)))
+    logits = clf.learner_.served[1](
+        clf.learner_.served[0](torch.as_tensor(X[:5], dtype=torch.float32))
+    )
     np.testing.assert_allclose(
         clf.predict_proba(X[:5]), torch.softmax(logits, 1).detach().numpy(), rtol=1e-5
     )

@@ -21,7 +21,9 @@ def test_new_class_in_the_middle_keeps_known_rows_and_optimizer_state(blobs):
     clf.partial_fit(X[known][:100], y[known][:100])
     np.testing.assert_array_equal(clf.classes_, [0, 2, 3])
     W, b = clf.module_.head.weight.detach().clone(), clf.module_.head.bias.detach().clone()
-    state = {k: v.clone() for k, v in clf.learner_.head_optimizer.state[clf.module_.head.weight].items()}
+    state = {
+        k: v.clone() for k, v in clf.learner_.head_optimizer.state[clf.module_.head.weight].items()
+    }
     opt = clf.learner_.head_optimizer
 
     clf.set_params(head_steps=0, trunk_lr=0.0)  # grow without learning, to compare exactly
