@@ -19,7 +19,7 @@ time. The garbage collector is off inside a timed batch (as in ``timeit``) and
 collected before each case.
 
 Two skocl configurations are measured, each against a floor that does the same update
-by hand (see ``skocl/_network.py::online_update``), with the default network
+by hand (see ``skocl/_learner.py::OnlineLearner.update``), with the default network
 (Linear(20,256)-ReLU trunk, Linear(256,3) head):
 
 * **core**: ``OnlineFineTuneClassifier(memory_size=0, drift_detector=None)`` against
@@ -98,7 +98,18 @@ N_FEATURES, N_CLASSES, HIDDEN = 20, 3, 256
 MEMORY_SIZE = 2000
 CLASSES = np.arange(N_CLASSES)
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
-HOT_PATH = ("_classifier.py", "_network.py", "_continual.py")  # skocl code the timed calls run
+# skocl code the timed calls run
+HOT_PATH = (
+    "_classifier.py",
+    "_serving.py",
+    "_validation.py",
+    "_learner.py",
+    "_steps.py",
+    "_rows.py",
+    "_continual.py",
+    "_drift.py",
+    "_fusion.py",
+)
 # Epochs of history the "as a user gets it" skorch net holds at the start of each batch.
 SKORCH_HISTORY = 1000
 
