@@ -468,11 +468,6 @@ def test_naming_chunks_does_not_change_what_is_learned(files):
 # ------------------------------------------------------------------ the command itself
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="skocl/__init__.py imports the estimator (and torch) eagerly; skocl.cli "
-    "itself imports only the standard library before parsing",
-)
 def test_help_does_not_import_torch():
     for argv in (["--help"], ["train", "--help"], ["predict", "--help"]):
         proc = subprocess.run(
