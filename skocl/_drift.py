@@ -73,7 +73,13 @@ class DriftMonitor:
         """Restore the drifts and the level; the detector (fresh) is fed the last
         ``HISTORY`` errors, so it resumes from a shorter history than it had."""
         bits = state["recent"].numpy()
-        self.recent = np.unpackbits(bits, count=int(state["n_recent"])).astype(bool)
+        n_recent = int(state["n_recent"])
+        if not 0 <= n_recent <= min(HISTORY, 8 * bits.size):
+            raise ValueError(
+                f"the drift monitor holds {bits.size} bytes of recent errors but claims "
+                f"{n_recent} (at most {min(HISTORY, 8 * bits.size)})"
+            )
+        self.recent = np.unpackbits(bits, count=n_recent).astype(bool)
         if self.detector is not None:
             for wrong in self.recent.tolist():
                 self.detector.update(int(wrong))

@@ -20,6 +20,8 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 import skocl
+import skocl.datasets
+from skocl._drift import HISTORY
 from skocl.exceptions import ModelFileError
 
 pytestmark = [
@@ -347,3 +349,30 @@ def test_payloads_never_run(valid, tmp_path):
     for what, change in cases.items():
         outcome.check(zipped({**members, **change}.items()), what, exact=False)
     assert outcome.counts == {"refused": len(cases), "loaded": 0}
+
+
+def test_claimed_drift_history_beyond_its_bytes_is_refused(tmp_path):
+    """A file whose drift monitor claims more recent errors than it stores (or than the
+    bounded history holds) is refused before anything is allocated for them."""
+    pytest.importorskip("river")
+    X, y, _ = skocl.datasets.make_drift_stream(600, 6, 2, drift_points=(), random_state=0)
+    clf = skocl.OnlineFineTuneClassifier(max_iter=3, random_state=0).fit(X[:300], y[:300])
+    clf.partial_fit(X[300:], y[300:])
+    path = tmp_path / "m.skocl"
+    skocl.save(clf, path)
+    members = members_of(path.read_bytes())
+    for claim in (10**12, HISTORY + 1):
+        edited = []
+        for name, data in members:
+            if name == "state.pt":
+                tensors = torch.load(io.BytesIO(data), weights_only=True)
+                tensors["learner"]["drift"]["n_recent"] = claim
+                buffer = io.BytesIO()
+                torch.save(tensors, buffer)
+                data = buffer.getvalue()
+            edited.append((name, data))
+        bad = tmp_path / f"bad{claim}.skocl"
+        bad.write_bytes(zipped(edited))
+        with pytest.raises(ModelFileError, match="recent errors"):
+            skocl.load(bad)
+    assert skocl.load(path).score(X, y) == clf.score(X, y)
