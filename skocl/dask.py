@@ -27,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import sys
 import threading
 from numbers import Integral
 from typing import Any
 
 import numpy as np
+
+from ._progress import progress_bar
 
 try:
     from distributed import WorkerPlugin as _WorkerPlugin
@@ -254,11 +255,10 @@ def partial_fit_dask(
     """
     parts, column = _partitions(X, y, target)
     supervised = y is not None or target is not None
-    bar = _progress_bar(progress, len(parts))
     import dask
 
     first = True
-    try:
+    with progress_bar(progress, unit=" partition", total=len(parts)) as bar:
         for part in parts:
             (data,) = dask.compute(part)
             if column is not None:
@@ -275,13 +275,8 @@ def partial_fit_dask(
                 else:
                     estimator.partial_fit(Xp, **kwargs)
                 first = False
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({"rows": Xp.shape[0]}, refresh=False)
+            bar.update(1, {"rows": str(Xp.shape[0])})
             del Xp, yp  # hold one partition at a time, not two
-    finally:
-        if bar is not None:
-            bar.close()
     return estimator
 
 
@@ -383,16 +378,6 @@ def _with_target(Xp, yp):
 
 def _pair(Xb, yb) -> tuple:
     return Xb, yb
-
-
-def _progress_bar(progress: bool, total: int):
-    if not progress or not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit=" partition", dynamic_ncols=True, file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- prediction
