@@ -18,7 +18,6 @@ learning alongside the classifier (see :ref:`streaming`).
 # with a label that changes meaning half-way. They are written to a temporary CSV file
 # with text labels and an offset and a scale that call for standardisation.
 
-import itertools
 import tempfile
 from pathlib import Path
 
@@ -61,8 +60,18 @@ stream.close()
 # ------------------
 # :func:`~skocl.stream.prequential` scores each chunk, then learns from it, and with
 # ``checkpoint=`` saves the model and the stream position every ``checkpoint_every``
-# chunks and at the end. To stand in for a job killed part-way, the first run sees only
-# the first 8 of the 20 chunks.
+# chunks and at the end. To stand in for a job killed part-way, ``on_chunk`` (called
+# with each chunk's record) stops the first run in its 8th chunk of 20, after the
+# checkpoint of chunk 5.
+
+
+class Killed(Exception):
+    """Stands in for a job killed part-way."""
+
+
+def kill_in_chunk_8(record):
+    if record["chunk"] == 7:
+        raise Killed(f"killed after {record['chunk'] + 1} chunks")
 
 
 def new_model():
@@ -70,14 +79,17 @@ def new_model():
 
 
 checkpoint = workdir / "run.skocl"
-first = prequential(
-    new_model(),
-    itertools.islice(open_stream(csv_path, target="label", chunksize=200), 8),
-    checkpoint=checkpoint,
-    checkpoint_every=5,
-    verbose=0,
-)
-print(f"interrupted after {len(first.records)} chunks, running accuracy {first.running():.3f}")
+try:
+    prequential(
+        new_model(),
+        open_stream(csv_path, target="label", chunksize=200),
+        checkpoint=checkpoint,
+        checkpoint_every=5,
+        on_chunk=kill_in_chunk_8,
+        verbose=0,
+    )
+except Killed as exc:
+    print(f"{exc}; the checkpoint holds the first 5")
 
 # %%
 # Resuming
@@ -98,7 +110,7 @@ model = result.estimator  # the resumed model
 uninterrupted = prequential(
     new_model(), open_stream(csv_path, target="label", chunksize=200), verbose=0
 )
-features = frame.drop(columns="label").to_numpy()
+features = frame.drop(columns="label")  # the columns by name, as the model learned them
 same = np.array_equal(
     model.predict_proba(features), uninterrupted.estimator.predict_proba(features)
 )
