@@ -384,6 +384,13 @@ def _read_tensors(raw: bytes, path) -> dict:
     return tensors
 
 
+# skocl's own pipeline steps, trusted as skops trusts scikit-learn's estimators.
+SKOCL_STEP_TYPES = (
+    "skocl.compose.StreamColumnTransformer",
+    "skocl.preprocessing.OnlineOneHotEncoder",
+)
+
+
 def _read_steps(raw: bytes, names: list[str], trusted: list[str], path) -> list:
     import skops.io as sio
 
@@ -392,7 +399,7 @@ def _read_steps(raw: bytes, names: list[str], trusted: list[str], path) -> list:
         untrusted = sio.get_untrusted_types(data=raw)
     except Exception as exc:
         raise _error(path, "steps.skops is damaged", exc) from exc
-    unknown = [t for t in untrusted if t not in trusted]
+    unknown = [t for t in untrusted if t not in trusted and t not in SKOCL_STEP_TYPES]
     if unknown:
         raise ModelFileError(
             f"{path} holds pipeline steps of types {unknown} that are not trusted; pass "

@@ -529,3 +529,33 @@ def test_sizes_are_checked_before_allocation_in_bounded_memory(saved, tmp_path):
     ]
     for path, match in zip(files, matches):
         assert peak_memory_growth(functools.partial(refused, path, match)) < 20
+
+
+def test_skocl_steps_load_without_trusted(tmp_path):
+    """skocl's own online steps are trusted as skops trusts scikit-learn's: a categorical
+    StreamPipeline loads without ``trusted`` and keeps learning new categories exactly as
+    the model that was saved."""
+    from sklearn.preprocessing import StandardScaler
+
+    from skocl.compose import StreamColumnTransformer
+    from skocl.preprocessing import OnlineOneHotEncoder
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=200), "c": rng.choice(["x", "y", "z"], 200)})
+    y = (df.a > 0).astype(int)
+    columns = StreamColumnTransformer(
+        [("num", StandardScaler(), ["a"]), ("cat", OnlineOneHotEncoder(), ["c"])]
+    )
+    model = skocl.make_stream_pipeline(
+        columns, OnlineFineTuneClassifier(max_iter=5, random_state=0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.partial_fit(df, y, classes=[0, 1])
+    back = skocl.load(skocl.save(model, tmp_path / "m.skocl"))
+    np.testing.assert_array_equal(back.predict_proba(df), model.predict_proba(df))
+    later = pd.DataFrame({"a": rng.normal(size=50), "c": rng.choice(["x", "w"], 50)})
+    for m in (model, back):
+        m.partial_fit(later, (later.a > 0).astype(int))
+    np.testing.assert_array_equal(back.predict_proba(later), model.predict_proba(later))
+    assert "w" in back[0].transformers_[1][1].categories_[0]
