@@ -212,5 +212,5 @@ def test_undone_epochs_count_as_no_improvement(stream):
     clf = OnlineFineTuneClassifier(lr=1e30, optimizer="sgd", n_iter_no_change=5, random_state=0)
     with pytest.warns(NonFiniteStepWarning):
         clf.fit(X[:300], y[:300])
-    assert clf.n_iter_ <= 7  # not max_iter=200
+    assert clf.n_iter_ <= 7  # not max_iter
     assert np.isfinite(clf.predict_proba(X[:10])).all()
