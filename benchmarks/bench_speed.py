@@ -511,12 +511,9 @@ def check_same_update(config, X, y, sizes, shift_from=None):
         if i == 0:
             ours.partial_fit(Xc, yc, classes=CLASSES)
             # The same random stream from here on (the first call, 32 rows into an
-            # empty memory, draws nothing); skocl keeps its generator state private.
-            try:
-                floor.gen.set_state(ours._rng.state.clone())
-                aligned = True
-            except (AttributeError, RuntimeError, TypeError):
-                pass
+            # empty memory, draws nothing): the learner's stream, as a state tensor.
+            floor.gen.set_state(ours.learner_.rng.state.clone())
+            aligned = True
         else:
             ours.partial_fit(Xc, yc)
         floor.partial_fit(Xc, yc)
@@ -525,7 +522,7 @@ def check_same_update(config, X, y, sizes, shift_from=None):
             float((weights(ours.module_.parameters()) - weights(floor_params)).abs().max())
         )
         if config == "defaults":
-            mem = getattr(ours, "_memory", None)
+            mem = ours.learner_.memory
             memory_equal.append(
                 mem is not None
                 and torch.equal(mem.X, floor.memory.X)
