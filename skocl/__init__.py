@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ._version import __version__
+from ._version import __version__ as __version__  # re-exported
 
 # public name -> the module that defines it
 _HOMES = {
