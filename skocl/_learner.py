@@ -5,6 +5,7 @@ in :meth:`OnlineLearner.update`."""
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -460,4 +461,4 @@ def _argmax(z):
 
 @torch.no_grad()
 def _finite_outputs(head, feats) -> bool:
-    return bool(torch.isfinite(head(feats).sum()))
+    return math.isfinite(head(feats).sum().item())
