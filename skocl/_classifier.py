@@ -12,6 +12,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -28,11 +29,13 @@ from ._drift import make_detector
 from ._learner import Checkpoint, OnlineLearner, Settings
 from ._modules import (
     ACTIVATIONS,
+    AUTO_TRUNK_LR,
     DTYPES,
     OPTIMIZERS,
     TrunkHeadNet,
     make_module,
     resolve_device,
+    takes_sparse,
 )
 from ._random import draw_seed
 from ._rows import Rows, make_rows
@@ -75,6 +78,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         attributes named by ``trunk_attr`` and ``head_attr``; an ``nn.Sequential``
         without them is split into all layers but the last (trunk) and the last
         (head). The head must return logits; the module's own ``forward`` is not used.
+        A module with a true ``accepts_sparse`` attribute gets sparse input as
+        :class:`skocl.sparse.SparseRows` batches (see :mod:`skocl.sparse`).
     module_kwargs : dict, default=None
         Keyword arguments for ``module`` when it is a class.
     trunk_attr : str, default="trunk"
@@ -85,8 +90,12 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         The full label set, fixed: labels outside it are an error. If None, ``fit``
         takes the labels of ``y`` and the label set grows when ``partial_fit`` meets
         new labels (unless its ``classes`` argument fixes it).
-    hidden_layer_sizes : tuple of int, default=(256,)
-        Widths of the default trunk's hidden layers.
+    hidden_layer_sizes : tuple of int or "auto", default="auto"
+        Widths of the default trunk's hidden layers. ``"auto"`` is ``(256,)`` for dense
+        input and ``(64,)`` for sparse input, whose first layer holds one row of weights
+        per input column (and Adam two more): at ``2**20`` hashed columns, width 64 is
+        768 MiB in float32 (chosen by ``benchmarks/bench_text.py``; the user guide's
+        "Text streams" page).
     activation : {"relu", "tanh", "logistic", "gelu", "identity"}, default="relu"
         Activation of the default trunk.
     dropout : float, default=0.0
@@ -115,8 +124,12 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         its accuracy stops improving and keep the best weights, as ``MLPClassifier``.
     validation_fraction : float, default=0.1
         Share of the data held out when ``early_stopping=True``.
-    trunk_lr : float, default=1e-3
+    trunk_lr : float or "auto", default="auto"
         Learning rate of the trunk update in ``partial_fit``. ``0`` freezes the trunk.
+        ``"auto"`` is ``1e-3``, and ``5e-2`` for a network with a sparse first layer,
+        whose rows (one per input column) move only in the batches that hold their
+        column (chosen by ``benchmarks/sweep_sparse_trunk_lr.py`` and
+        ``benchmarks/bench_text.py`` over four sparse streams and three seeds each).
     trunk_epochs : int, default=1
         Passes over each chunk in the trunk update.
     head_lr : float, default=1e-2
@@ -263,7 +276,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         "trunk_attr": [str],
         "head_attr": [str],
         "classes": ["array-like", None],
-        "hidden_layer_sizes": ["array-like"],
+        "hidden_layer_sizes": [StrOptions({"auto"}), "array-like"],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
@@ -275,7 +288,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "trunk_lr": [Interval(Real, 0, None, closed="left")],
+        "trunk_lr": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "trunk_epochs": [Interval(Integral, 0, None, closed="left")],
         "head_lr": [Interval(Real, 0, None, closed="left")],
         "head_steps": [Interval(Integral, 0, None, closed="left")],
@@ -301,7 +314,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         trunk_attr="trunk",
         head_attr="head",
         classes=None,
-        hidden_layer_sizes=(256,),
+        hidden_layer_sizes="auto",
         activation="relu",
         dropout=0.0,
         optimizer="adam",
@@ -313,7 +326,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         n_iter_no_change=10,
         early_stopping=False,
         validation_fraction=0.1,
-        trunk_lr=1e-3,
+        trunk_lr="auto",
         trunk_epochs=1,
         head_lr=1e-2,
         head_steps=3,
@@ -380,7 +393,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data; sparse matrices are densified one mini-batch at a time.
+            Training data. A sparse matrix stays sparse with the default network (its
+            first layer reads the non-zeros) and with a module whose
+            ``accepts_sparse`` is true; other modules get it densified one mini-batch
+            at a time.
         y : array-like of shape (n_samples,)
             Labels of any type (ints, strings, booleans).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -391,7 +407,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        with self._all_or_nothing():
+        with self._all_or_nothing(keep_learner=False):
             X, y_idx, sw, learner = self._restart(X, y, sample_weight, None, False)
             Xt, yt, swt, val = X, y_idx, sw, None
             if self.early_stopping:
@@ -415,7 +431,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The chunk.
+            The chunk; sparse as in :meth:`fit`.
         y : array-like of shape (n_samples,)
             Its labels.
         classes : array-like of shape (n_classes,), default=None
@@ -436,7 +452,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         first = not hasattr(self, "learner_")
         if not first:  # checked before anything changes
             X, y_idx, sw, grown = self._validate_chunk(X, y, classes, sample_weight)
-        with self._all_or_nothing():
+        with self._all_or_nothing(X) as checkpoint:
             if first:
                 X, y_idx, sw, learner = self._restart(X, y, sample_weight, classes, True)
                 self.n_iter_, self.loss_curve_, self.n_samples_seen_ = 0, [], 0
@@ -447,7 +463,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
                     learner.grow(np.searchsorted(grown, self.classes_), len(grown))
                     self.classes_ = grown
             loss, skipped = learner.update(
-                self._rows(X, y_idx, sw), seen=self.n_samples_seen_, watch=not first
+                self._rows(X, y_idx, sw),
+                seen=self.n_samples_seen_,
+                watch=not first,
+                saved=None if checkpoint is None else checkpoint.saved,
             )
             self.n_iter_ += 1
             self.loss_curve_.append(loss)
@@ -456,15 +475,21 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         return self
 
     @contextlib.contextmanager
-    def _all_or_nothing(self):
+    def _all_or_nothing(self, X=None, keep_learner=True):
         """A call that fails (bad input, an exception in the user's module, a
         KeyboardInterrupt, a warning turned into an error) leaves the estimator as it
         was: its attributes, and the learner's weights, optimizer state, memory,
-        components and random stream (:class:`~skocl._learner.Checkpoint`)."""
+        components and random stream (:class:`~skocl._learner.Checkpoint`; of a wide
+        sparse layer, the rows an update on ``X`` can change). A call that builds a new
+        learner (``keep_learner=False``) leaves the old one untouched."""
         saved = {k: list(v) if type(v) is list else v for k, v in vars(self).items()}
-        checkpoint = Checkpoint(saved["learner_"]) if "learner_" in saved else None
+        checkpoint = None
+        if keep_learner and "learner_" in saved:
+            learner = saved["learner_"]
+            stake = None if X is None else learner.at_stake(X)
+            checkpoint = Checkpoint(learner, stake)
         try:
-            yield
+            yield checkpoint
         except BaseException:
             if checkpoint is not None:
                 checkpoint.restore()
@@ -473,11 +498,16 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
             raise
 
     def _settings(self) -> Settings:
-        """The parameters that act on every call, read here and nowhere else."""
-        return Settings(**{name: getattr(self, name) for name in Settings.__dataclass_fields__})
+        """The parameters that act on every call, read here and nowhere else
+        (``"auto"`` resolved for the network's input: dense or sparse)."""
+        values = {name: getattr(self, name) for name in Settings.__dataclass_fields__}
+        if values["trunk_lr"] == "auto":
+            values["trunk_lr"] = AUTO_TRUNK_LR["sparse" if self.learner_.sparse else "dense"]
+        return Settings(**values)
 
     def _rows(self, X, y_idx, sw) -> Rows:
-        return make_rows(X, y_idx, sw, self.learner_.dtype, self.device_)
+        learner = self.learner_
+        return make_rows(X, y_idx, sw, learner.dtype, self.device_, learner.sparse)
 
     def _count_skipped(self, skipped):
         if skipped:
@@ -506,7 +536,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         module, trunk, head = make_module(
             self.get_params(deep=False), len(classes), X, seed, device
         )
-        self._start(classes, fixed, module, trunk, head, seed, device)
+        sparse = sp.issparse(X) and takes_sparse(module)
+        self._start(classes, fixed, module, trunk, head, seed, device, sparse)
         return X, y_idx, sw, self.learner_
 
     def _validate_chunk(self, X, y, classes, sample_weight):
@@ -526,8 +557,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         sw = check_weights(sample_weight, X, self._dtype)
         return X, y_idx, sw, grown
 
-    def _start(self, classes, fixed, module, trunk, head, seed, device):
-        """Forget everything and hold the new network."""
+    def _start(self, classes, fixed, module, trunk, head, seed, device, sparse=False):
+        """Forget everything and hold the new network (``sparse``: it reads sparse
+        rows)."""
         for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             if key not in _RESET_BY_VALIDATE:
                 delattr(self, key)
@@ -548,6 +580,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
             seed=seed,
             detector=make_detector(self.drift_detector),
             user_module=self.module is not None,
+            sparse=sparse,
         )
         self.learner_.configure(self._settings())
         self.n_skipped_steps_ = 0

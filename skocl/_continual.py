@@ -228,13 +228,10 @@ class Anchor:
         fisher = self.fisher if regularization == "ewc" else None
 
         def add_pull(params, grads):
-            if fisher is None:
-                return [
-                    g + strength * (p.detach() - w) for p, g, w in zip(params, grads, self.trunk)
-                ]
+            weights = fisher if fisher is not None else [None] * len(params)
             return [
-                g + strength * f * (p.detach() - w)
-                for p, g, w, f in zip(params, grads, self.trunk, fisher)
+                _pulled(p, g, w, f, strength)
+                for p, g, w, f in zip(params, grads, self.trunk, weights)
             ]
 
         return add_pull
@@ -267,6 +264,24 @@ class Anchor:
         )
 
 
+def _pulled(p, g, w, f, strength):
+    """The gradient ``g`` of ``p`` plus the pull ``strength * f * (p - w)`` toward the
+    anchor ``w`` (``f`` None: 1). A row-sparse gradient (a sparse first layer's) gets
+    the pull on its rows only, and stays row-sparse: rows of words a batch lacks are
+    neither pulled nor moved, as lazy Adam leaves them (a dense pull would have Adam
+    move every row of the layer by about the learning rate at every step)."""
+    if not g.is_sparse:
+        if f is None:
+            return g + strength * (p.detach() - w)
+        return g + strength * f * (p.detach() - w)
+    g = g.coalesce()
+    rows = g.indices()[0]
+    diff = p.detach()[rows] - w[rows]
+    if f is not None:
+        diff = f[rows] * diff
+    return torch.sparse_coo_tensor(g.indices(), g.values() + strength * diff, g.shape)
+
+
 def empirical_fisher(
     trunk: nn.Module, head: nn.Module, params: list[nn.Parameter], X: torch.Tensor, y: torch.Tensor
 ) -> list[torch.Tensor]:
@@ -278,7 +293,8 @@ def empirical_fisher(
     trunk.eval()
     head.eval()
     for i in range(len(y)):
-        loss = F.cross_entropy(head(trunk(X[i : i + 1])), y[i : i + 1])
+        x = X[i : i + 1] if torch.is_tensor(X) else X.take(torch.tensor([i]))
+        loss = F.cross_entropy(head(trunk(x)), y[i : i + 1])
         for f, g in zip(fisher, torch.autograd.grad(loss, params, materialize_grads=True)):
             f += g.detach() ** 2
     trunk.train(was_training)

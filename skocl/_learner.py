@@ -17,10 +17,20 @@ from sklearn.exceptions import ConvergenceWarning
 from ._continual import Anchor, ReplayMemory, empirical_fisher
 from ._drift import DriftMonitor
 from ._fusion import NoFusion, make_fusion
-from ._modules import Growth, grow_linear, has_stochastic_layers, make_optimizer, output_layer
+from ._modules import (
+    Growth,
+    grow_linear,
+    has_stochastic_layers,
+    make_optimizer,
+    output_layer,
+    sparse_layers,
+)
 from ._random import Rng
-from ._rows import Rows, to_tensor
+from ._rows import FORWARD_ROWS, Rows, to_tensor
+from ._sparse import csr_rows
+from ._sparse_replay import SparseReplayMemory
 from ._steps import (
+    Saved,
     Transaction,
     features,
     fine_tune_head,
@@ -40,36 +50,41 @@ class Checkpoint:
 
     A call may replace parameters (class growth) or change them in place (optimizer
     steps, EMA), change optimizer state, memory, anchor, fusion, drift monitor and the
-    random stream. Tensors changed in place are cloned; objects that a call replaces are
-    kept by reference (the replay memory only ever replaces its tensors).
+    random stream. Tensors changed in place are cloned (of a wide sparse layer, only
+    the rows in ``stake``, see :meth:`OnlineLearner.at_stake`); objects that a call
+    replaces are kept by reference (the replay memory only ever replaces its tensors).
     """
 
-    def __init__(self, learner: OnlineLearner) -> None:
+    def __init__(self, learner: OnlineLearner, stake: dict | None = None) -> None:
         self.learner = learner
+        stake = stake or {}
         modules = [learner.trunk, learner.head, *(learner.fusion.copy or ())]
         subs = [m for module in modules for m in module.modules()]
         self.params = [
-            (m, name, p, p.detach().clone())
+            (m, name, Saved(p, stake.get(p)))
             for m in subs
             for name, p in m._parameters.items()
             if p is not None
         ]
+        # What the update's own transaction can reuse instead of copying again.
+        self.saved = {saved.t: saved for _, _, saved in self.params}
         self.buffers = [(b, b.clone()) for module in modules for b in module.buffers()]
         self.sizes = [(m, m.out_features) for m in subs if isinstance(m, torch.nn.Linear)]
         self.optimizers = [
             (
                 opt,
                 [list(group["params"]) for group in opt.param_groups],
-                {p: {k: _cloned(v) for k, v in st.items()} for p, st in opt.state.items()},
+                {
+                    p: {k: _saved(v, stake.get(p)) for k, v in st.items()}
+                    for p, st in opt.state.items()
+                },
             )
             for opt in (learner.trunk_optimizer, learner.head_optimizer)
             if opt is not None
         ]
-        self.attrs = [
-            (obj, dict(vars(obj)))
-            for obj in (learner, learner.memory, learner.fusion, learner.drift, learner.anchor)
-            if obj is not None
-        ]
+        parts = (learner, learner.memory, learner.fusion, learner.drift, learner.anchor)
+        parts += tuple(getattr(learner.memory, "parts", ()))
+        self.attrs = [(obj, dict(vars(obj))) for obj in parts if obj is not None]
         self.seen = learner.memory.seen.clone()
         self.drifts = list(learner.drift.drifts)
         self.detector = copy.deepcopy(learner.drift.detector)
@@ -77,9 +92,8 @@ class Checkpoint:
 
     @torch.no_grad()
     def restore(self) -> None:
-        for m, name, p, value in self.params:
-            m._parameters[name] = p
-            p.copy_(value)
+        for m, name, saved in self.params:
+            m._parameters[name] = saved.restore()
         for b, value in self.buffers:
             b.copy_(value)
         for m, out_features in self.sizes:
@@ -88,7 +102,9 @@ class Checkpoint:
             for group, group_params in zip(opt.param_groups, params):
                 group["params"] = group_params
             opt.state.clear()
-            opt.state.update(state)
+            opt.state.update(
+                {p: {k: _restored(v) for k, v in st.items()} for p, st in state.items()}
+            )
         for obj, attrs in self.attrs:
             vars(obj).clear()
             vars(obj).update(attrs)
@@ -101,8 +117,18 @@ class Checkpoint:
             module.eval()
 
 
-def _cloned(value):
-    return value.clone() if isinstance(value, torch.Tensor) else value
+def _saved(value, rows):
+    """Optimizer state kept by a checkpoint: tensors cloned (a wide layer's per-row
+    state, such as Adam's moments, only at ``rows``), other values as they are."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if rows is not None and value.dim() and len(rows) and value.shape[0] > int(rows.max()):
+        return Saved(value, rows)
+    return value.clone()
+
+
+def _restored(value):
+    return value.restore() if isinstance(value, Saved) else value
 
 
 @dataclass(frozen=True)
@@ -165,10 +191,14 @@ class OnlineLearner:
     user_module : bool
         Whether the network is the user's (then, without ``fit``, its weights are the
         pretrained start).
+    sparse : bool, default=False
+        Whether the network reads sparse rows (:class:`~skocl.sparse.SparseRows`):
+        then the replay memory keeps rows in CSR form and a wide sparse first layer is
+        updated, checkpointed and rolled back only at the rows an update touches.
     """
 
     def __init__(self, module, trunk, head, *, n_features, dtype, device, seed, detector,
-                 user_module) -> None:  # fmt: skip
+                 user_module, sparse=False) -> None:  # fmt: skip
         self.module, self.trunk, self.head = module.eval(), trunk, head
         self.trunk_params = [p for p in trunk.parameters() if p.requires_grad]
         self.head_params = [p for p in head.parameters() if p.requires_grad]
@@ -178,14 +208,19 @@ class OnlineLearner:
         self.stochastic = has_stochastic_layers(module)
         self.user_module = user_module
         self.trunk_optimizer = self.head_optimizer = None
-        self.memory = ReplayMemory(0, "class_balanced", n_features, dtype, device)
+        self.sparse = sparse
+        self.sparse_weights = [m.weight for m in sparse_layers(trunk)]
+        memory = SparseReplayMemory if sparse else ReplayMemory
+        self.memory = memory(0, "class_balanced", n_features, dtype, device)
         self.anchor: Anchor | None = None
         self.fusion = NoFusion()
         self.drift = DriftMonitor(detector)
         self.settings: Settings | None = None
 
     # ------------------------------------------------------------------ the rule
-    def update(self, rows: Rows, *, seen: int, watch: bool = True) -> tuple[float, int]:
+    def update(
+        self, rows: Rows, *, seen: int, watch: bool = True, saved: dict | None = None
+    ) -> tuple[float, int]:
         """The online step of ``partial_fit`` on ``rows``, in order:
 
         1. watch for drift (``watch``): predict the chunk before learning it and feed the
@@ -198,8 +233,9 @@ class OnlineLearner:
         4. capture the anchor, at the first update without a pretrained start;
         5. fuse: set the served weights.
 
-        ``seen`` is the number of rows learned before. Returns the mean loss of the trunk
-        steps and the number of skipped steps.
+        ``seen`` is the number of rows learned before; ``saved`` (a :class:`Checkpoint`'s)
+        holds copies of the weights as they are now, which the transaction reuses.
+        Returns the mean loss of the trunk steps and the number of skipped steps.
         """
         s = self.settings
         self._check_anchor(s)
@@ -213,8 +249,14 @@ class OnlineLearner:
         if self.anchor is None and self.user_module:
             self.capture_anchor(rows)  # a user's module is the pretrained start
         memory = self.memory if s.memory_size else None
+        txn = Transaction(
+            self.params,
+            [self.trunk_optimizer, self.head_optimizer],
+            None if saved else self.at_stake(rows.X),
+            saved,
+        )
         with self.rng.scope(self.device, self.stochastic) as gen:
-            loss, skipped, undone = self._trunk_then_head(rows, s, memory, gen)
+            loss, skipped, undone = self._trunk_then_head(rows, s, memory, gen, txn)
             if memory is not None and not undone:  # rows that broke the update stay out
                 memory.offer(rows, s.batch(len(rows)), gen)
         if self.anchor is None:
@@ -222,8 +264,7 @@ class OnlineLearner:
         self.fusion.after_update(self.trunk, self.head, self.params, self.anchor)
         return loss, skipped
 
-    def _trunk_then_head(self, rows, s, memory, gen) -> tuple[float, int]:
-        txn = Transaction(self.params, [self.trunk_optimizer, self.head_optimizer])
+    def _trunk_then_head(self, rows, s, memory, gen, txn) -> tuple[float, int]:
         loss, taken, skipped = float("nan"), 0, 0
         batch = s.batch(len(rows))
         if s.trunk_epochs and s.trunk_lr > 0:
@@ -284,11 +325,36 @@ class OnlineLearner:
     def make_optimizers(self) -> None:
         s = self.settings
         self.trunk_optimizer = make_optimizer(
-            s.optimizer, self.trunk_params, s.trunk_lr, s.weight_decay
+            s.optimizer, self.trunk_params, s.trunk_lr, s.weight_decay, self._lazy(s.optimizer)
         )
         self.head_optimizer = make_optimizer(
             s.optimizer, self.head_params, s.head_lr, s.weight_decay
         )
+
+    def _lazy(self, optimizer: str) -> bool:
+        """Whether the sparse first layer gets row-sparse gradients (and a lazy Adam):
+        with ``"adam"``; other optimizers get its dense gradient."""
+        lazy = optimizer == "adam"
+        for layer in sparse_layers(self.trunk):
+            layer.sparse_grad = lazy
+        return lazy and bool(self.sparse_weights)
+
+    def at_stake(self, X) -> dict | None:
+        """For each weight of a wide sparse layer that an update on ``X`` changes only
+        at some rows, those rows: the columns of ``X`` and of the replay memory's rows.
+        None (everything at stake) when that layer moves as a whole: with dense
+        gradients (an optimizer other than Adam)."""
+        s = self.settings
+        if not (self.sparse and self.sparse_weights and sp.issparse(X)):
+            return None
+        if not self._lazy(s.optimizer):
+            return None
+        at_stake = np.zeros(X.shape[1], dtype=bool)
+        at_stake[X.indices] = True
+        if s.memory_size and len(self.memory):
+            at_stake[self.memory.columns()] = True
+        rows = torch.from_numpy(np.flatnonzero(at_stake).astype(np.int64)).to(self.device)
+        return {w: rows for w in self.sparse_weights}
 
     def _check_anchor(self, s: Settings) -> None:
         if (
@@ -327,12 +393,15 @@ class OnlineLearner:
         ``max_iter`` epochs, stopping as MLPClassifier does (on the training loss, or on
         the accuracy on ``val = (X, y_idx)`` keeping the best weights)."""
         s = self.settings
-        opt = make_optimizer(s.optimizer, self.params, s.lr, s.weight_decay)
+        opt = make_optimizer(
+            s.optimizer, self.params, s.lr, s.weight_decay, self._lazy(s.optimizer)
+        )
         batch = s.batch(len(rows))
+        stake = self.at_stake(rows.X)
         report = Pretraining(0, [], [] if val is not None else None, None, 0)
         best, best_state, stall = np.inf, None, 0
         for epoch in range(s.max_iter):
-            txn = Transaction(self.params, [opt])
+            txn = Transaction(self.params, [opt], stake)
             self.module.train()
             with self.rng.scope(self.device, self.stochastic) as gen:
                 loss, taken, k = train_epoch(
@@ -415,11 +484,19 @@ class OnlineLearner:
         trunk, head = self.served
         if not sp.issparse(X):
             return forward(trunk, head, to_tensor(X, self.dtype), post, self.gpu).cpu().numpy()
-        step = self.settings.batch(X.shape[0])
+        if self.sparse:
+            step = FORWARD_ROWS
+
+            def rows(sl):
+                return csr_rows(X, sl, dtype=self.dtype)
+        else:
+            step = self.settings.batch(X.shape[0])
+
+            def rows(sl):
+                return to_tensor(X[sl].toarray(), self.dtype)
+
         parts = [
-            forward(
-                trunk, head, to_tensor(X[s : s + step].toarray(), self.dtype), post, self.gpu, s
-            )
+            forward(trunk, head, rows(slice(s, s + step)), post, self.gpu, s)
             for s in range(0, X.shape[0], step)
         ]
         return torch.cat(parts).cpu().numpy()

@@ -15,6 +15,8 @@ from torch import nn
 
 from ._random import seeded_build
 from ._rows import to_tensor
+from ._sparse import SparseLinear, csr_rows
+from ._sparse_optim import LazyAdam
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -31,6 +33,16 @@ OPTIMIZERS = {
 }
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+# hidden_layer_sizes="auto": the default trunk's width for dense input, and for sparse
+# input, where the first layer holds n_features x width weights and Adam two moments of
+# the same size (at 2**20 hashed features, width 64 is 768 MiB in float32; chosen by
+# benchmarks/bench_text.py, see docs/user_guide/text_streams.rst).
+AUTO_HIDDEN = {"dense": (256,), "sparse": (64,)}
+# trunk_lr="auto": the trunk's online learning rate for dense input, and for a sparse
+# first layer, whose rows (one per word) move only in the batches that hold their word,
+# so they need larger steps (same measurement).
+AUTO_TRUNK_LR = {"dense": 1e-3, "sparse": 5e-2}
 
 
 class TrunkHeadNet(nn.Module):
@@ -60,12 +72,16 @@ def build_mlp(
     hidden_layer_sizes: Sequence[int],
     activation: str,
     dropout: float,
+    sparse: bool = False,
 ) -> TrunkHeadNet:
-    """Default network: an MLP trunk and a linear head."""
+    """Default network: an MLP trunk and a linear head. With ``sparse``, the first
+    layer is a :class:`~skocl.sparse.SparseLinear` that reads CSR rows without
+    densifying them."""
     layers: list[nn.Module] = []
     width = n_features
-    for size in hidden_layer_sizes:
-        layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+    for i, size in enumerate(hidden_layer_sizes):
+        first = SparseLinear(width, size) if sparse and i == 0 else nn.Linear(width, size)
+        layers += [first, ACTIVATIONS[activation]()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = size
@@ -180,8 +196,14 @@ def _move_optimizer_state(opt, old, new, idx) -> None:
     opt.state[new] = moved
 
 
-def make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float):
-    """The named optimizer, fused (one kernel for all parameters) where torch has it."""
+def make_optimizer(
+    name: str, params: list[nn.Parameter], lr: float, weight_decay: float, lazy: bool = False
+):
+    """The named optimizer, fused (one kernel for all parameters) where torch has it.
+    With ``lazy`` (parameters with row-sparse gradients), ``"adam"`` is
+    :class:`~skocl.sparse.LazyAdam`."""
+    if lazy and name == "adam":
+        return LazyAdam(params, lr=lr, weight_decay=weight_decay)
     kwargs = {"momentum": 0.9} if name == "sgd" else {}
     try:
         return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, fused=True, **kwargs)
@@ -211,14 +233,16 @@ def make_module(params: dict, n_classes: int, X, seed: int, device: torch.device
     """
     source, n_features = params["module"], X.shape[1]
     if source is None:
+        hidden = hidden_sizes(params["hidden_layer_sizes"], sp.issparse(X))
         module = seeded_build(
             seed,
             build_mlp,
             n_features,
             n_classes,
-            tuple(params["hidden_layer_sizes"]),
+            hidden,
             params["activation"],
             params["dropout"],
+            sp.issparse(X) and len(hidden) > 0,
         )
     elif is_skorch_net(source):
         module = copy.deepcopy(source.module_)
@@ -244,13 +268,36 @@ def make_module(params: dict, n_classes: int, X, seed: int, device: torch.device
     dtype = DTYPES[params["dtype"]]
     module = module.to(device=device, dtype=dtype)
     if source is not None:
-        _check_output(trunk, head, X, n_classes, dtype, device)
+        _check_output(module, trunk, head, X, n_classes, dtype, device)
     return module, trunk, head
 
 
-def _check_output(trunk, head, X, n_classes, dtype, device) -> None:
-    rows = X[:2].toarray() if sp.issparse(X) else X[:2]
-    x = to_tensor(np.asarray(rows), dtype, device)
+def hidden_sizes(hidden_layer_sizes, sparse: bool) -> tuple:
+    """``hidden_layer_sizes`` with ``"auto"`` resolved for dense or sparse input."""
+    if isinstance(hidden_layer_sizes, str):
+        return AUTO_HIDDEN["sparse" if sparse else "dense"]
+    return tuple(hidden_layer_sizes)
+
+
+def takes_sparse(module: nn.Module) -> bool:
+    """Whether the network reads CSR rows as :class:`~skocl.sparse.SparseRows`: as its
+    ``accepts_sparse`` attribute says, and without one, when it holds a
+    :class:`~skocl.sparse.SparseLinear` (the default network built for sparse input)."""
+    if hasattr(module, "accepts_sparse"):
+        return bool(module.accepts_sparse)
+    return any(isinstance(m, SparseLinear) for m in module.modules())
+
+
+def sparse_layers(module: nn.Module) -> list[SparseLinear]:
+    return [m for m in module.modules() if isinstance(m, SparseLinear)]
+
+
+def _check_output(module, trunk, head, X, n_classes, dtype, device) -> None:
+    if sp.issparse(X) and takes_sparse(module):
+        x = csr_rows(X, slice(0, 2), dtype=dtype, device=device)
+    else:
+        rows = X[:2].toarray() if sp.issparse(X) else X[:2]
+        x = to_tensor(np.asarray(rows), dtype, device)
     trunk.eval()
     head.eval()
     try:

@@ -32,13 +32,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._modules import hidden_sizes
 from ._version import __version__
 from .exceptions import ModelFileError
 
 FORMAT = "skocl-model"
-# Bumped whenever what a model file holds changes; load reads this version only.
+# Bumped whenever what a model file holds changes; load reads READS_FORMATS.
 # 2: skocl 0.1.0 (the learner's state is saved by its components).
-FORMAT_VERSION = 2
+# 3: ``sparse_input`` (a network that reads sparse rows, with a sparse replay memory);
+#    a version 2 file is a dense one.
+FORMAT_VERSION = 3
+READS_FORMATS = (2, 3)
 
 
 def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
@@ -305,7 +309,7 @@ def _parse_meta(raw: bytes, path) -> dict:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise ModelFileError(f"{path} is not a skocl model file (format {found!r}).")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READS_FORMATS:
         writer = meta.get("skocl_version", "unknown")
         advice = (
             "Upgrade skocl to load it."
@@ -314,7 +318,8 @@ def _parse_meta(raw: bytes, path) -> dict:
         )
         raise ModelFileError(
             f"{path} holds model format version {version} (written by skocl {writer}); "
-            f"this skocl {__version__} reads model format version {FORMAT_VERSION} only. " + advice
+            f"this skocl {__version__} reads model format versions {READS_FORMATS[0]} to "
+            f"{READS_FORMATS[-1]}. " + advice
         )
     if meta.get("kind") not in _KINDS:
         raise ModelFileError(
@@ -573,6 +578,11 @@ def _check_sizes(data: dict, params: dict, tensors: dict, module, path) -> None:
         raise ModelFileError(f"{path}: state.pt's module is not a state dict of tensors.")
     if module is None and data["module"]["kind"] == "default":
         hidden = params.get("hidden_layer_sizes")
+        sparse = attrs.get("sparse_input", False)
+        if not isinstance(sparse, bool):
+            raise ModelFileError(f"{path}: sparse_input={sparse!r} is not true or false.")
+        if hidden == "auto":
+            hidden = hidden_sizes(hidden, sparse)
         if isinstance(hidden, int) and not isinstance(hidden, bool):
             hidden = (hidden,)
         if not isinstance(hidden, (tuple, list)) or not all(
@@ -583,6 +593,8 @@ def _check_sizes(data: dict, params: dict, tensors: dict, module, path) -> None:
             )
         widths = [n, *hidden, n_classes]
         expected = [(out, inp) for inp, out in zip(widths, widths[1:])]
+        if sparse and len(hidden):  # a sparse first layer stores one row per feature
+            expected[0] = expected[0][::-1]
         stored = [tuple(t.shape) for t in weights.values() if t.ndim == 2]
         if stored == expected:
             return
@@ -591,8 +603,11 @@ def _check_sizes(data: dict, params: dict, tensors: dict, module, path) -> None:
                 f"hidden_layer_sizes={tuple(hidden)} declares {len(expected)} weight "
                 f"matrices, the file stores {len(stored)}"
             )
-        elif stored[0][1] != n:
-            problem = f"n_features_in_={n}, the first layer's weights take {stored[0][1]}"
+        elif stored[0][0 if sparse else 1] != n:
+            problem = (
+                f"n_features_in_={n}, the first layer's weights take "
+                f"{stored[0][0 if sparse else 1]}"
+            )
         elif stored[-1][0] != n_classes:
             problem = f"classes_ has {n_classes} labels, the head gives {stored[-1][0]} logits"
         else:

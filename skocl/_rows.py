@@ -9,6 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._sparse import SparseRows, csr_rows
+
 # Rows pushed through the network at once when predicting or computing features; bounds
 # the memory of a forward pass over a large X.
 FORWARD_ROWS = 1 << 18
@@ -19,13 +21,15 @@ class Rows:
     """Labelled rows, ready for the network (the chunk of a ``partial_fit``, the
     training set of a ``fit``).
 
-    ``X`` stays in host memory (a tensor, or a scipy CSR matrix densified one
-    mini-batch at a time); :meth:`take` copies the rows asked for to ``device``, so only
-    the rows in use cross to a GPU. The first request for all rows (rows no more than a
-    mini-batch, the head's features, the replay memory's offer) keeps its device copy
-    for the later ones, so the rows cross once per use, not once per step. Labels ``y``
-    and weights ``w`` (None: all ones) are small and live on ``device``; ``labels`` is
-    the host copy of ``y``.
+    ``X`` stays in host memory (a tensor, or a scipy CSR matrix); :meth:`take` copies
+    the rows asked for to ``device``, so only the rows in use cross to a GPU. The first
+    request for all rows (rows no more than a mini-batch, the head's features, the
+    replay memory's offer) keeps its device copy for the later ones, so the rows cross
+    once per use, not once per step. Labels ``y`` and weights ``w`` (None: all ones)
+    are small and live on ``device``; ``labels`` is the host copy of ``y``. With
+    ``sparse`` (a network that reads sparse rows) the rows of a CSR ``X`` come as
+    :class:`~skocl.sparse.SparseRows`, never densified; otherwise they are densified a
+    mini-batch at a time.
     """
 
     X: torch.Tensor | sp.csr_matrix
@@ -34,12 +38,13 @@ class Rows:
     dtype: torch.dtype
     device: torch.device
     labels: np.ndarray | None = None
-    _whole: torch.Tensor | None = field(default=None, repr=False)
+    sparse: bool = False
+    _whole: torch.Tensor | SparseRows | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.y.shape[0]
 
-    def take(self, idx: torch.Tensor | slice | None) -> torch.Tensor:
+    def take(self, idx: torch.Tensor | slice | None) -> torch.Tensor | SparseRows:
         """Rows of X on ``device`` (all when ``idx`` is None; ``idx`` a CPU tensor or a
         slice)."""
         n = len(self)
@@ -47,10 +52,17 @@ class Rows:
         if self._whole is not None:
             if whole:
                 return self._whole
+            if isinstance(self._whole, SparseRows):
+                return self._whole.take(torch.arange(n)[idx] if isinstance(idx, slice) else idx)
             return self._whole[idx if isinstance(idx, slice) else idx.to(self.device)]
         X = self.X
         if whole:
             idx = slice(None)
+        if self.sparse:
+            rows = csr_rows(X, None if whole else idx, dtype=self.dtype, device=self.device)
+            if whole:  # built once per use, on the host too
+                self._whole = rows
+            return rows
         if isinstance(X, torch.Tensor):
             rows = X[idx]
         else:
@@ -65,9 +77,9 @@ class Rows:
         return rows
 
     def slices(self, batch_size: int) -> Iterator[torch.Tensor]:
-        """All rows on ``device`` in order, ``FORWARD_ROWS`` at a time (sparse rows
-        ``batch_size`` at a time, densified); rows that fit are one request for all."""
-        step = FORWARD_ROWS if isinstance(self.X, torch.Tensor) else batch_size
+        """All rows on ``device`` in order, ``FORWARD_ROWS`` at a time (sparse rows to
+        be densified ``batch_size`` at a time); rows that fit are one request for all."""
+        step = FORWARD_ROWS if self.sparse or isinstance(self.X, torch.Tensor) else batch_size
         for s in range(0, len(self), step):
             yield self.take(slice(s, s + step))
 
@@ -100,12 +112,18 @@ def to_tensor(
     return t if device is None or device.type == "cpu" else t.to(device)
 
 
-def make_rows(X, y_idx: np.ndarray, w: np.ndarray | None, dtype, device) -> Rows:
-    """:class:`Rows` of a validated X (ndarray or CSR), label indices and weights."""
-    Xt = X.tocsr() if sp.issparse(X) else to_tensor(X, dtype)
+def make_rows(
+    X, y_idx: np.ndarray, w: np.ndarray | None, dtype, device, sparse: bool = False
+) -> Rows:
+    """:class:`Rows` of a validated X (ndarray or CSR), label indices and weights; with
+    ``sparse`` (a network that reads sparse rows) X is kept as a CSR matrix."""
+    if sparse:
+        Xt = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
+    else:
+        Xt = X.tocsr() if sp.issparse(X) else to_tensor(X, dtype)
     yt = torch.from_numpy(np.asarray(y_idx, dtype=np.int64))
     wt = None if w is None else torch.from_numpy(np.asarray(w, dtype=np.float64)).to(dtype)
     if device.type != "cpu":
         yt = yt.to(device)
         wt = None if wt is None else wt.to(device)
-    return Rows(Xt, yt, wt, dtype, device, np.asarray(y_idx))
+    return Rows(Xt, yt, wt, dtype, device, np.asarray(y_idx), sparse)

@@ -5,7 +5,7 @@ A scipy CSR chunk becomes :class:`SparseRows` (its ``indptr``, ``indices`` and
 :class:`SparseLinear` maps such a batch to ``width`` features with
 ``torch.nn.functional.embedding_bag``, equal to ``nn.Linear`` on the dense rows, and
 gives its weight a row-sparse gradient: only the rows of the features present in the
-batch. :class:`skocl._sparse_optim.LazyAdam` updates only those rows.
+batch. :class:`skocl.sparse.LazyAdam` updates only those rows.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class SparseRows:
     Examples
     --------
     >>> import scipy.sparse as sp, torch
-    >>> from skocl._sparse import csr_rows
+    >>> from skocl.sparse import csr_rows
     >>> X = sp.csr_matrix([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0]])
     >>> batch = csr_rows(X, dtype=torch.float64)
     >>> batch.shape, batch.nnz
@@ -219,7 +219,7 @@ def csr_rows(
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
-    >>> from skocl._sparse import csr_rows
+    >>> from skocl.sparse import csr_rows
     >>> X = sp.csr_matrix(np.eye(4))
     >>> csr_rows(X, slice(1, 3)).to_dense()
     tensor([[0., 1., 0., 0.],
@@ -258,7 +258,7 @@ class SparseLinear(nn.Module):
     ``(n_features, width)``, ``nn.Linear``'s is ``(width, n_features)``), because the
     gradient of this layout is row-sparse: with ``sparse_grad=True`` the weight's
     gradient is a sparse COO tensor holding only the rows of the features present in
-    the batch, so an optimizer that reads it (:class:`skocl._sparse_optim.LazyAdam`,
+    the batch, so an optimizer that reads it (:class:`skocl.sparse.LazyAdam`,
     ``torch.optim.SparseAdam``) touches only those rows.
 
     Parameters
@@ -293,7 +293,7 @@ class SparseLinear(nn.Module):
     Examples
     --------
     >>> import scipy.sparse as sp, torch
-    >>> from skocl._sparse import SparseLinear, csr_rows
+    >>> from skocl.sparse import SparseLinear, csr_rows
     >>> _ = torch.manual_seed(0)
     >>> layer = SparseLinear(2**20, 8)
     >>> X = sp.csr_matrix(([1.0, 0.5, 2.0], [3, 70_000, 1_000_000], [0, 2, 2, 3, 3]),
@@ -340,7 +340,7 @@ class SparseLinear(nn.Module):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(
                     f"SparseLinear takes SparseRows or a torch tensor, got {type(x).__name__}; "
-                    "turn a scipy matrix into SparseRows with skocl._sparse.csr_rows."
+                    "turn a scipy matrix into SparseRows with skocl.sparse.csr_rows."
                 )
             x = SparseRows.from_torch(x)
         if x.n_features != self.n_features:

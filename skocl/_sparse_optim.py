@@ -64,7 +64,7 @@ class LazyAdam(torch.optim.Optimizer):
     Examples
     --------
     >>> import torch
-    >>> from skocl._sparse_optim import LazyAdam
+    >>> from skocl.sparse import LazyAdam
     >>> emb = torch.nn.Embedding(10, 3, sparse=True)
     >>> opt = LazyAdam(emb.parameters(), lr=0.1)
     >>> before = emb.weight.detach().clone()

@@ -92,6 +92,7 @@ class SparseReplayMemory:
         self.ids = torch.empty(0, dtype=torch.long)  # handle of each kept row, ascending
         self.next_id = 0
         self.offered_rows = self.offered_bytes = 0
+        self._columns = None
 
     # ------------------------------------------------------------- selection settings
     @property
@@ -119,6 +120,23 @@ class SparseReplayMemory:
     def seen(self) -> torch.Tensor:
         """Rows seen per class index."""
         return self._select.seen
+
+    @seen.setter
+    def seen(self, value: torch.Tensor) -> None:
+        self._select.seen = value
+
+    @property
+    def parts(self) -> tuple:
+        """Inner objects whose attributes a checkpoint keeps too (the selection)."""
+        return (self._select,)
+
+    def columns(self) -> np.ndarray:
+        """The distinct columns of the kept rows (computed once per change of them)."""
+        if self._columns is None or self._columns[0] is not self.rows.indices:
+            seen = np.zeros(self.rows.n_features, dtype=bool)
+            seen[self.rows.indices.cpu().numpy()] = True
+            self._columns = (self.rows.indices, np.flatnonzero(seen))
+        return self._columns[1]
 
     @property
     def nbytes(self) -> int:

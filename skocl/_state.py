@@ -4,6 +4,7 @@ for :func:`skocl.save` and :func:`skocl.load`."""
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from ._labels import labels_from_json, labels_to_json
@@ -29,6 +30,7 @@ def export_state(clf) -> tuple[dict, dict]:
     attrs = {k: getattr(clf, k) for k in PLAIN_ATTRS}
     attrs["classes_"] = labels_to_json(clf.classes_)
     attrs["fixed_classes"] = clf._fixed_classes
+    attrs["sparse_input"] = clf.learner_.sparse
     if "feature_names_in_" in vars(clf):
         attrs["feature_names_in_"] = clf.feature_names_in_.tolist()
     tensors = {"module": to_cpu(clf.module_.state_dict()), "learner": clf.learner_.state_dict()}
@@ -39,7 +41,9 @@ def import_state(clf, attrs: dict, tensors: dict):
     """Rebuild on ``clf`` (whose parameters, ``module`` included, are those it was
     saved with) the fitted state that :func:`export_state` wrote."""
     classes = labels_from_json(attrs["classes_"])
-    X = np.zeros((2, attrs["n_features_in_"]), dtype=np.dtype(clf.dtype))
+    sparse = bool(attrs.get("sparse_input", False))  # format 2 files: dense
+    shape = (2, attrs["n_features_in_"])
+    X = sp.csr_matrix(shape, dtype=clf.dtype) if sparse else np.zeros(shape, clf.dtype)
     device = resolve_device(clf.device)
     module, trunk, head = make_module(clf.get_params(deep=False), len(classes), X, 0, device)
     try:
@@ -51,7 +55,7 @@ def import_state(clf, attrs: dict, tensors: dict):
     clf.n_features_in_ = attrs["n_features_in_"]
     if "feature_names_in_" in attrs:
         clf.feature_names_in_ = np.asarray(attrs["feature_names_in_"], dtype=object)
-    clf._start(classes, attrs["fixed_classes"], module, trunk, head, 0, device)
+    clf._start(classes, attrs["fixed_classes"], module, trunk, head, 0, device, sparse)
     clf.learner_.load_state_dict(tensors["learner"])
     for k in PLAIN_ATTRS:
         setattr(clf, k, attrs[k])

@@ -41,32 +41,61 @@ def apply_step(
     return True
 
 
+class Saved:
+    """A tensor's values as they were: all of them, or only its rows ``rows`` (the
+    rows of a wide sparse layer that an update can change)."""
+
+    def __init__(self, t: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        self.t, self.rows = t, rows
+        with torch.no_grad():
+            self.values = t.detach().clone() if rows is None else t.detach()[rows]
+
+    @torch.no_grad()
+    def restore(self) -> torch.Tensor:
+        if self.rows is None:
+            self.t.copy_(self.values)
+        else:
+            self.t.index_copy_(0, self.rows, self.values)
+        return self.t
+
+
 class Transaction:
     """Parameters as they were at the start of an update, put back by
     :meth:`rollback` if the update left a weight that is not finite.
 
     One copy per update, not per step, keeps the promise that weights never become NaN
-    at the cost of one copy of the parameters. Rolling back also clears the optimizer
+    at the cost of one copy of the parameters (of a wide sparse layer, only the rows in
+    ``stake``, those the update can change; copies in ``saved``, made since the
+    parameters last changed, are reused). Rolling back also clears the optimizer
     state of those parameters (Adam's moments start afresh): the state that led to a
     non-finite weight is not worth keeping.
     """
 
-    def __init__(self, params: list[nn.Parameter], optimizers) -> None:
+    def __init__(
+        self,
+        params: list[nn.Parameter],
+        optimizers,
+        stake: dict | None = None,
+        saved: dict | None = None,
+    ) -> None:
         self.params = params
         self.optimizers = [opt for opt in optimizers if opt is not None]
-        with torch.no_grad():
-            self.weights = [p.clone() for p in params]
+        stake, saved = stake or {}, saved or {}
+        self.weights = [saved.get(p) or Saved(p, stake.get(p)) for p in params]
 
     @torch.no_grad()
     def finite(self) -> bool:
-        return math.isfinite(torch.cat([p.reshape(-1) for p in self.params]).sum().item())
+        parts = [
+            (w.t if w.rows is None else w.t[w.rows]).reshape(-1) for w in self.weights
+        ]  # fmt: skip
+        return math.isfinite(torch.cat(parts).sum().item())
 
     @torch.no_grad()
     def rollback(self) -> None:
-        for p, w in zip(self.params, self.weights):
-            p.copy_(w)
+        for w in self.weights:
+            w.restore()
             for opt in self.optimizers:
-                opt.state.pop(p, None)
+                opt.state.pop(w.t, None)
 
 
 def gradient_step(loss: torch.Tensor, optimizer, params: list[nn.Parameter]) -> bool:
@@ -193,7 +222,7 @@ def forward(
 
     def run(rows):
         if device is not None and rows.device != device:
-            rows = rows.to(device, non_blocking=True)
+            rows = rows.to(device, non_blocking=True) if torch.is_tensor(rows) else rows.to(device)
         return head(trunk(rows))
 
     with torch.inference_mode():

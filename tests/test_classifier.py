@@ -241,7 +241,7 @@ def test_pipeline_gridsearch_and_cross_val_score(small):
 def test_clone_get_set_params_after_fit(small):
     X, y = small
     clf = fitted(X, y)
-    assert clf.get_params()["trunk_lr"] == 1e-3
+    assert clf.get_params()["trunk_lr"] == "auto"
     clf.set_params(trunk_lr=0.5)
     assert clf.trunk_lr == 0.5
     fresh = clone(clf)
@@ -294,7 +294,7 @@ def test_dataframe_feature_names_are_kept_and_checked(small):
     assert_same_state(before, state(clf))
 
 
-def test_sparse_input_is_densified_one_batch_at_a_time(small, monkeypatch):
+def test_sparse_input_to_a_dense_module_is_densified_one_batch_at_a_time(small, monkeypatch):
     X, y = small
     Xs = sp.csr_matrix(np.where(X > 0.5, X, 0.0))
     seen = []
@@ -304,19 +304,39 @@ def test_sparse_input_is_densified_one_batch_at_a_time(small, monkeypatch):
         seen.append(self.shape[0])
         return original(self, *args, **kwargs)
 
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
-    clf = fitted(Xs, y, batch_size=16, max_iter=3)
+    clf = fitted(Xs, y, module=net, batch_size=16, max_iter=3)
     clf.partial_fit(Xs, y)
     assert max(seen) <= 16 and len(seen) > 3 * (len(y) // 16)
     monkeypatch.setattr(sp.csr_matrix, "toarray", original)
-    dense = fitted(Xs.toarray(), y, batch_size=16, max_iter=3)
+    dense = fitted(Xs.toarray(), y, module=net, batch_size=16, max_iter=3)
     np.testing.assert_allclose(clf.predict_proba(Xs), clf.predict_proba(Xs.toarray()), rtol=1e-5)
     np.testing.assert_allclose(
-        fitted(Xs, y, batch_size=16, max_iter=3).predict_proba(Xs),
+        fitted(Xs, y, module=net, batch_size=16, max_iter=3).predict_proba(Xs),
         dense.predict_proba(Xs.toarray()),
         rtol=1e-4,
         atol=1e-6,
     )
+
+
+def test_the_default_network_never_densifies_sparse_input(small, monkeypatch):
+    X, y = small
+    Xs = sp.csr_matrix(np.where(X > 0.5, X, 0.0))
+    dense = Xs.toarray()
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("densified")
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", refuse)
+    monkeypatch.setattr(sp.csr_matrix, "todense", refuse)
+    clf = fitted(Xs, y, batch_size=16, max_iter=3).partial_fit(Xs, y)
+    proba = clf.predict_proba(Xs)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    # The same network on the dense rows gives the same probabilities.
+    np.testing.assert_allclose(clf.predict_proba(dense), proba, atol=1e-6)
 
 
 def test_float64_network(small):

@@ -15,6 +15,7 @@ import torch
 from _simulated_device import DEVICE, simulated_device
 from _simulated_device import on_device as on_simulated_device
 from sklearn.datasets import make_classification
+from torch import nn
 
 import skocl
 from skocl import OnlineFineTuneClassifier
@@ -129,6 +130,7 @@ def test_training_on_device_keeps_every_state_there_and_matches_cpu(device, data
         dict(regularization="l2sp", fusion="wise", memory_strategy="reservoir"),
         dict(early_stopping=True, dropout=0.2, optimizer="sgd"),
         dict(dtype="float64", classes=[0, 1, 2, 3], memory_size=0),
+        dict(sparse=True, sample_weight=True, dense_module=True),
         dict(sparse=True, sample_weight=True),
         dict(drift_detector="auto", max_iter=60),
     ],
@@ -136,7 +138,8 @@ def test_training_on_device_keeps_every_state_there_and_matches_cpu(device, data
         "l2sp-wise-reservoir",
         "early-stopping-dropout-sgd",
         "float64-fixed",
-        "sparse-weighted",
+        "sparse-densified-weighted",
+        "sparse-layer-weighted",
         "drift",
     ],
 )
@@ -145,6 +148,16 @@ def test_device_matches_cpu_across_options(device, options):
     name, context, _ = device
     options = dict(options)
     sparse, weighted = options.pop("sparse", False), options.pop("sample_weight", False)
+    if options.pop("dense_module", False):
+        # A module that does not take sparse rows: they are densified a batch at a time.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            options["module"] = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 4))
+    elif sparse and name == str(DEVICE):
+        pytest.skip(
+            "the simulated device has no sparse layout (a sparse first layer's row-sparse "
+            "gradients); a CUDA GPU runs this case"
+        )
     if options.get("drift_detector") == "auto":
         pytest.importorskip("river")
     X, y, _ = make_drift_stream(1500, 10, 4, drift_points=(0.5,), random_state=0)

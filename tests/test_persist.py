@@ -131,12 +131,28 @@ def test_version_lives_in_one_module_and_is_saved(data, tmp_path):
     path = skocl.save(OnlineFineTuneClassifier(max_iter=2).fit(X, y), tmp_path / "m.skocl")
     meta = skocl._persist.read_meta(path)
     assert meta["skocl_version"] == _version.__version__
-    assert meta["format_version"] == _persist.FORMAT_VERSION == 2
+    assert meta["format_version"] == _persist.FORMAT_VERSION == 3
+
+
+def test_format_2_files_load_as_dense_models(data, tmp_path):
+    X, y = data
+    clf = OnlineFineTuneClassifier(max_iter=2, random_state=0).fit(X, y)
+    path = skocl.save(clf, tmp_path / "m.skocl")
+    with zipfile.ZipFile(path) as src:
+        meta = json.loads(src.read("meta.json"))
+        state = src.read("state.pt")
+    meta["format_version"] = 2
+    del meta["classifier"]["attrs"]["sparse_input"]
+    old = tmp_path / "old.skocl"
+    with zipfile.ZipFile(old, "w") as dst:
+        dst.writestr("meta.json", json.dumps(meta))
+        dst.writestr("state.pt", state)
+    np.testing.assert_array_equal(skocl.load(old).predict_proba(X), clf.predict_proba(X))
 
 
 @pytest.mark.parametrize(
     "version, writer, advice",
-    [(1, "0.1.0.dev0", "Load it with skocl 0.1.0.dev0"), (3, "9.0", "Upgrade skocl")],
+    [(1, "0.1.0.dev0", "Load it with skocl 0.1.0.dev0"), (4, "9.0", "Upgrade skocl")],
 )
 def test_older_and_newer_formats_are_refused_naming_both_versions(
     data, tmp_path, version, writer, advice
@@ -154,7 +170,7 @@ def test_older_and_newer_formats_are_refused_naming_both_versions(
         dst.writestr("state.pt", state)
     expected = (
         rf"holds model format version {version} \(written by skocl {writer}\); this skocl "
-        rf"{skocl.__version__} reads model format version 2 only\. {advice}"
+        rf"{skocl.__version__} reads model format versions 2 to 3\. {advice}"
     )
     for read in (skocl.load, skocl._persist.read_meta):
         with pytest.raises(ValueError, match=expected):
