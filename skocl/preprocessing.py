@@ -53,7 +53,7 @@ class OnlineOneHotEncoder(TransformerMixin, BaseEstimator):
         For each input column, its categories in the order of their output columns
         (at most ``max_categories - 1``). A missing value (None, NaN) is a category,
         listed as None.
-    n_other_ : ndarray of shape (n_features_in_,) of int64
+    n_other_ : ndarray of shape (`n_features_in_`,) of int64
         Rows per input column whose category arrived after the column was full and
         went to *other*.
     n_samples_seen_ : int
