@@ -1,0 +1,92 @@
+"""The same two hot calls timed on several commits, interleaved in one run: an A/B of
+what a change cost (``bench_speed.py`` compares with peers; this compares with skocl's
+own history).
+
+Each commit is checked out into a temporary git worktree and timed in its own child
+process (CPU time, torch threads 1): ``predict`` of one row and ``partial_fit`` of 32
+rows x 20 features on a model fitted on 2,000 rows (``memory_size=0,
+drift_detector=None``, the speed benchmark's "core"). Rounds go commit by commit, so
+load drifts hit every commit alike; the table gives the median over rounds.
+
+    .venv/bin/python benchmarks/bench_ab.py 5442147 a3ea343^ HEAD
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import json, time, numpy as np, torch
+torch.set_num_threads(1)
+from skocl import OnlineFineTuneClassifier
+rng = np.random.RandomState(0)
+X = rng.randn(2000, 20).astype(np.float32)
+y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+clf = OnlineFineTuneClassifier(max_iter=20, random_state=0, memory_size=0,
+                               drift_detector=None).fit(X, y)
+x1, Xc, yc = X[:1].copy(), X[:32].copy(), y[:32].copy()
+def per_call(f, n, reps=15):
+    times = []
+    for _ in range(reps):
+        t0 = time.process_time()
+        for _ in range(n):
+            f()
+        times.append((time.process_time() - t0) / n * 1e6)
+    return float(np.median(times))
+print(json.dumps({"predict_1": per_call(lambda: clf.predict(x1), 3000),
+                  "partial_fit_32": per_call(lambda: clf.partial_fit(Xc, yc), 200)}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("commits", nargs="+", help="git revisions to compare")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    root = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    results: dict[str, list[dict]] = {c: [] for c in args.commits}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {}
+        for i, commit in enumerate(args.commits):
+            trees[commit] = os.path.join(tmp, f"tree{i}")
+            subprocess.run(
+                ["git", "-C", root, "worktree", "add", "-f", "--detach", trees[commit], commit],
+                capture_output=True,
+                check=True,
+            )
+        try:
+            for _ in range(args.rounds):
+                for commit, tree in trees.items():
+                    out = subprocess.run(
+                        [sys.executable, "-c", CHILD],
+                        env=dict(env, PYTHONPATH=tree),
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    results[commit].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        finally:
+            for tree in trees.values():
+                subprocess.run(["git", "-C", root, "worktree", "remove", "--force", tree])
+    print("| commit | predict 1 row, µs (rounds) | partial_fit 32 rows, µs (rounds) |")
+    print("|---|---:|---:|")
+    for commit, rs in results.items():
+        cells = []
+        for key in ("predict_1", "partial_fit_32"):
+            values = sorted(r[key] for r in rs)
+            rounds = ", ".join(f"{r[key]:.0f}" if r[key] > 100 else f"{r[key]:.1f}" for r in rs)
+            median = values[len(values) // 2]
+            cells.append(f"{median:.1f} ({rounds})")
+        print(f"| `{commit}` | {cells[0]} | {cells[1]} |")
+
+
+if __name__ == "__main__":
+    main()
