@@ -279,7 +279,11 @@ def _pulled(p, g, w, f, strength):
     diff = p.detach()[rows] - w[rows]
     if f is not None:
         diff = f[rows] * diff
-    return torch.sparse_coo_tensor(g.indices(), g.values() + strength * diff, g.shape)
+    values = g.values() + strength * diff
+    # The indices are those of a coalesced gradient: valid, so torch need not check them.
+    return torch.sparse_coo_tensor(
+        g.indices(), values, g.shape, is_coalesced=True, check_invariants=False
+    )
 
 
 def empirical_fisher(
