@@ -261,7 +261,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
     >>> from skocl import OnlineFineTuneClassifier
     >>> X, y = load_digits(return_X_y=True)
     >>> X = X / 16
-    >>> clf = OnlineFineTuneClassifier(max_iter=30, random_state=0).fit(X[:1000], y[:1000])
+    >>> clf = OnlineFineTuneClassifier(random_state=0).fit(X[:1000], y[:1000])
     >>> for start in range(1000, 1700, 100):
     ...     clf = clf.partial_fit(X[start:start + 100], y[start:start + 100])
     >>> clf.n_samples_seen_
@@ -635,7 +635,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         >>> from skocl import OnlineFineTuneClassifier
         >>> X = np.random.RandomState(0).rand(60, 4).astype("float32")
         >>> y = (X[:, 0] > 0.5).astype(int)
-        >>> clf = OnlineFineTuneClassifier(max_iter=5, random_state=0).fit(X, y)
+        >>> clf = OnlineFineTuneClassifier(random_state=0).fit(X, y)
         >>> skorch_net = clf.to_skorch()
         >>> bool(np.allclose(skorch_net.predict_proba(X), clf.predict_proba(X), atol=1e-6))
         True
