@@ -234,3 +234,37 @@ def test_user_modules_opt_in_to_sparse_batches(docs, net, batches):
     clf.partial_fit(X[:200], y[:200], classes=[0, 1, 2]).partial_fit(X[200:400], y[200:400])
     assert clf.module_.trunk.seen == batches
     assert clf.learner_.sparse == (net is OptIn)
+
+
+def _edited(path, tmp_path, edit):
+    """A copy of a model file whose meta.json ``edit`` changed."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as src:
+        members = {name: src.read(name) for name in src.namelist()}
+    meta = json.loads(members["meta.json"])
+    edit(meta["classifier"])
+    members["meta.json"] = json.dumps(meta).encode()
+    out = tmp_path / "edited.skocl"
+    with zipfile.ZipFile(out, "w") as dst:
+        for name, data in members.items():
+            dst.writestr(name, data)
+    return out
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda c: c["params"].update(hidden_layer_sizes=[12000]), "declared sizes"),
+        (lambda c: c["attrs"].update(n_features_in_=10**12), "first layer"),
+        (lambda c: c["attrs"].update(sparse_input="yes"), "sparse_input"),
+        (lambda c: c["attrs"].update(sparse_input=False), "declared sizes"),
+    ],
+    ids=["hidden sizes", "width", "not a bool", "dense claim"],
+)
+def test_a_sparse_model_file_that_lies_about_its_shapes_is_refused(docs, tmp_path, edit, match):
+    X, y = docs
+    path = skocl.save(fitted_stream(X, y), tmp_path / "text.skocl")
+    with pytest.raises(skocl.exceptions.ModelFileError, match=match):
+        skocl.load(_edited(path, tmp_path, edit))
