@@ -34,6 +34,7 @@ from ._modules import (
     OPTIMIZERS,
     TrunkHeadNet,
     make_module,
+    output_layer,
     resolve_device,
     takes_sparse,
 )
@@ -580,6 +581,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
             seed=seed,
             detector=make_detector(self.drift_detector),
             user_module=self.module is not None,
+            n_classes=len(classes),
             sparse=sparse,
         )
         self.learner_.configure(self._settings())
@@ -614,9 +616,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
 
         The skorch net computes ``head(trunk(X))`` with cross-entropy loss and the
         weights this estimator predicts with (the fused ones when ``fusion`` is set), so
-        its ``predict_proba`` equals this estimator's. Like every skorch net it expects
-        ``X`` in the network's dtype (float32 by default) and its ``predict`` returns
-        indices into ``classes_``.
+        its ``predict_proba`` equals this estimator's (classes of a fixed label set that
+        no row has shown yet get a bias of ``-inf``: probability 0 in both). Like every
+        skorch net it expects ``X`` in the network's dtype (float32 by default) and its
+        ``predict`` returns indices into ``classes_``.
 
         Parameters
         ----------
@@ -644,6 +647,11 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
 
         check_is_fitted(self)
         module = TrunkHeadNet(*copy.deepcopy(self.learner_.served))
+        unseen = ~self.learner_.seen_classes
+        layer = output_layer(module.head, len(self.classes_))
+        if unseen.any() and layer is not None and layer.bias is not None:
+            with torch.no_grad():  # classes never shown are never predicted, there too
+                layer.bias[torch.as_tensor(np.flatnonzero(unseen))] = -torch.inf
         params = dict(
             criterion=nn.CrossEntropyLoss,
             optimizer=OPTIMIZERS[self.optimizer],

@@ -191,6 +191,10 @@ class OnlineLearner:
     user_module : bool
         Whether the network is the user's (then, without ``fit``, its weights are the
         pretrained start).
+    n_classes : int, default=0
+        Outputs of the head. The classes that training has shown are tracked
+        (``seen_classes``): a class of a fixed label set that no row has shown yet takes
+        no part in the loss (see :meth:`update`).
     sparse : bool, default=False
         Whether the network reads sparse rows (:class:`~skocl.sparse.SparseRows`):
         then the replay memory keeps rows in CSR form and a wide sparse first layer is
@@ -198,7 +202,7 @@ class OnlineLearner:
     """
 
     def __init__(self, module, trunk, head, *, n_features, dtype, device, seed, detector,
-                 user_module, sparse=False) -> None:  # fmt: skip
+                 user_module, n_classes=0, sparse=False) -> None:  # fmt: skip
         self.module, self.trunk, self.head = module.eval(), trunk, head
         self.trunk_params = [p for p in trunk.parameters() if p.requires_grad]
         self.head_params = [p for p in head.parameters() if p.requires_grad]
@@ -207,6 +211,9 @@ class OnlineLearner:
         self.rng = Rng(seed)
         self.stochastic = has_stochastic_layers(module)
         self.user_module = user_module
+        # A user's (pretrained) head has learned every class it has; a fresh one none.
+        self.seen_classes = np.full(n_classes, user_module, dtype=bool)
+        self._update_mask()
         self.trunk_optimizer = self.head_optimizer = None
         self.sparse = sparse
         self.sparse_weights = [m.weight for m in sparse_layers(trunk)]
@@ -228,7 +235,9 @@ class OnlineLearner:
            chunk contradicts and restart the fusion;
         2. in a transaction (undone if a weight ends up non-finite): trunk epochs, then
            the head's fine-tune on the trunk's frozen features, replayed rows joining
-           both;
+           both; classes of a fixed label set that no row has shown yet (this chunk
+           included) take no part in the loss, so their head rows wait untrained as a
+           grown label set's new rows do, instead of learning "never this class";
         3. offer the chunk to the replay memory;
         4. capture the anchor, at the first update without a pretrained start;
         5. fuse: set the served weights.
@@ -240,11 +249,12 @@ class OnlineLearner:
         s = self.settings
         self._check_anchor(s)
         if watch and self.drift.detector is not None:
-            errors = predict_rows(*self.served, rows, s.batch(len(rows))) != rows.labels
+            errors = predict_rows(*self.served, rows, s.batch(len(rows)), self.mask) != rows.labels
             if self.drift.observe(errors, seen):
                 if len(self.memory):
                     self.memory.forget_contradicted(rows.numpy(), rows.labels)
                 self.fusion.restart()
+        self.see(rows.labels)
         self._set_rates(s)
         if self.anchor is None and self.user_module:
             self.capture_anchor(rows)  # a user's module is the pretrained start
@@ -267,6 +277,7 @@ class OnlineLearner:
     def _trunk_then_head(self, rows, s, memory, gen, txn) -> tuple[float, int]:
         loss, taken, skipped = float("nan"), 0, 0
         batch = s.batch(len(rows))
+        mask = self.mask
         if s.trunk_epochs and s.trunk_lr > 0:
             penalty = None if self.anchor is None else self.anchor.penalty(
                 s.regularization, s.reg_strength
@@ -276,7 +287,7 @@ class OnlineLearner:
             for _ in range(s.trunk_epochs):
                 loss, t, k = train_epoch(
                     self.trunk, self.head, self.trunk_optimizer, self.trunk_params, rows,
-                    batch, gen, memory=memory, penalty=penalty,
+                    batch, gen, memory=memory, penalty=penalty, mask=mask,
                 )  # fmt: skip
                 taken, skipped = taken + t, skipped + k
             self.trunk.eval()
@@ -288,7 +299,7 @@ class OnlineLearner:
                 feats, y, w = memory.join_features(feats, y, w, self.trunk, gen)
             self.head.train()
             k = fine_tune_head(
-                self.head, self.head_optimizer, self.head_params, feats, y, w, s.head_steps
+                self.head, self.head_optimizer, self.head_params, feats, y, w, s.head_steps, mask
             )
             taken, skipped = taken + s.head_steps - k, skipped + k
             self.head.eval()
@@ -356,6 +367,25 @@ class OnlineLearner:
         rows = torch.from_numpy(np.flatnonzero(at_stake).astype(np.int64)).to(self.device)
         return {w: rows for w in self.sparse_weights}
 
+    def see(self, labels: np.ndarray) -> None:
+        """Count the classes in ``labels`` as shown by training."""
+        if self.mask is None:  # every class shown already
+            return
+        seen = self.seen_classes.copy()  # replaced, not changed: a checkpoint keeps the old
+        seen[np.unique(labels)] = True
+        self.seen_classes = seen
+        self._update_mask()
+
+    def _update_mask(self) -> None:
+        """``mask``: ``-inf`` for the classes no row has shown yet, 0 for the others,
+        None when every class has been shown. Added to the logits of the loss and of
+        predictions: such a class is neither trained against nor predicted, as a class
+        that a growing label set does not have yet."""
+        self.mask = None
+        if not self.seen_classes.all():
+            mask = np.where(self.seen_classes, 0.0, -np.inf)
+            self.mask = torch.as_tensor(mask, dtype=self.dtype, device=self.device)
+
     def _check_anchor(self, s: Settings) -> None:
         if (
             s.regularization == "ewc"
@@ -399,13 +429,15 @@ class OnlineLearner:
         batch = s.batch(len(rows))
         stake = self.at_stake(rows.X)
         report = Pretraining(0, [], [] if val is not None else None, None, 0)
+        self.see(rows.labels)
+        mask = self.mask
         best, best_state, stall = np.inf, None, 0
         for epoch in range(s.max_iter):
             txn = Transaction(self.params, [opt], stake)
             self.module.train()
             with self.rng.scope(self.device, self.stochastic) as gen:
                 loss, taken, k = train_epoch(
-                    self.trunk, self.head, opt, self.params, rows, batch, gen
+                    self.trunk, self.head, opt, self.params, rows, batch, gen, mask=mask
                 )
             self.module.eval()
             with torch.no_grad():
@@ -476,6 +508,11 @@ class OnlineLearner:
             )
             for _, component in self._components():
                 component.grow(growth)
+        # New classes come with the chunk that shows them: they count as seen.
+        seen = np.ones(n_classes, dtype=bool)
+        seen[positions] = self.seen_classes
+        self.seen_classes = seen
+        self._update_mask()
 
     # ------------------------------------------------------------------ inference
     def forward(self, X, post=None) -> np.ndarray:
@@ -483,7 +520,8 @@ class OnlineLearner:
         or CSR matrix, densified a batch at a time), as a numpy array."""
         trunk, head = self.served
         if not sp.issparse(X):
-            return forward(trunk, head, to_tensor(X, self.dtype), post, self.gpu).cpu().numpy()
+            z = forward(trunk, head, to_tensor(X, self.dtype), post, self.gpu, 0, self.mask)
+            return z.cpu().numpy()
         if self.sparse:
             step = FORWARD_ROWS
 
@@ -496,7 +534,7 @@ class OnlineLearner:
                 return to_tensor(X[sl].toarray(), self.dtype)
 
         parts = [
-            forward(trunk, head, rows(slice(s, s + step)), post, self.gpu, s)
+            forward(trunk, head, rows(slice(s, s + step)), post, self.gpu, s, self.mask)
             for s in range(0, X.shape[0], step)
         ]
         return torch.cat(parts).cpu().numpy()
@@ -510,7 +548,7 @@ class OnlineLearner:
 
     def state_dict(self) -> dict:
         """Everything but the module's weights, as CPU tensors and plain values."""
-        state = {"rng": self.rng.state}
+        state = {"rng": self.rng.state, "seen_classes": self.seen_classes.tolist()}
         if self.trunk_optimizer is not None:
             state["trunk_optimizer"] = self.trunk_optimizer.state_dict()
             state["head_optimizer"] = self.head_optimizer.state_dict()
@@ -521,6 +559,11 @@ class OnlineLearner:
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` wrote, after :meth:`configure`."""
         self.rng.state = state["rng"]
+        # Files of format 2 do not say: every class counts as shown, as it then did.
+        self.seen_classes = np.array(
+            state.get("seen_classes", [True] * len(self.seen_classes)), dtype=bool
+        )
+        self._update_mask()
         if "trunk_optimizer" in state:
             self.make_optimizers()
             self.trunk_optimizer.load_state_dict(state["trunk_optimizer"])

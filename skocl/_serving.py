@@ -50,7 +50,8 @@ class ServingMixin:
             # The hot path of predict: X needs no more than a cast and a finite check.
             Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
             if math.isfinite(Xc.sum()) and Xc.flags.writeable:
-                out = forward(*learner.served, torch.from_numpy(Xc), post, learner.gpu)
+                X_t = torch.from_numpy(Xc)
+                out = forward(*learner.served, X_t, post, learner.gpu, 0, learner.mask)
                 return out.cpu().numpy()
         return learner.forward(self._check_X(X), post)
 

@@ -13,8 +13,14 @@ from torch.nn import functional as F
 from ._rows import FORWARD_ROWS, Rows
 
 
-def weighted_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-    """Cross-entropy averaged over the batch, weighted by ``w`` when given."""
+def weighted_loss(
+    logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy averaged over the batch, weighted by ``w`` when given. ``mask``
+    (0 or -inf per class) is added to the logits: a class at -inf takes no part in the
+    softmax, and its head row gets no gradient."""
+    if mask is not None:
+        logits = logits + mask
     if w is None:
         return F.cross_entropy(logits, y)
     return (F.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum()
@@ -115,13 +121,15 @@ def train_epoch(
     *,
     memory=None,
     penalty=None,
+    mask=None,
 ) -> tuple[float, int, int]:
     """One pass over ``rows`` in mini-batches, each a step of ``optimizer`` on the loss
     of the whole network (only ``params`` move).
 
     With a non-empty replay ``memory``, each mini-batch is joined by as many rows drawn
     from it (at most its size). ``penalty(params, grads)`` may adjust the gradients
-    (L2-SP, EWC) before the step.
+    (L2-SP, EWC) before the step; ``mask`` leaves classes out of the loss
+    (:func:`weighted_loss`).
 
     Returns the weighted mean loss of the steps taken, the number of steps taken and
     the number skipped.
@@ -133,7 +141,7 @@ def train_epoch(
             continue
         if memory is not None and len(memory):
             Xb, yb, wb = memory.join_batch(Xb, yb, wb, gen)
-        loss = weighted_loss(head(trunk(Xb)), yb, wb)
+        loss = weighted_loss(head(trunk(Xb)), yb, wb, mask)
         grads = torch.autograd.grad(loss, params, materialize_grads=True)
         if penalty is not None:
             grads = penalty(params, grads)
@@ -154,8 +162,10 @@ def fine_tune_head(
     y: torch.Tensor,
     w: torch.Tensor | None,
     steps: int,
+    mask: torch.Tensor | None = None,
 ) -> int:
-    """``steps`` full-batch steps of ``optimizer`` on the head alone, on fixed features.
+    """``steps`` full-batch steps of ``optimizer`` on the head alone, on fixed features
+    (``mask`` as in :func:`weighted_loss`).
 
     A plain ``nn.Linear`` head gets the closed-form cross-entropy gradient
     ``G = (softmax(z W^T + b) - onehot(y)) * w / sum(w)``, ``dW = G^T z``, ``db = sum G``,
@@ -176,13 +186,17 @@ def fine_tune_head(
         onehot_t = F.one_hot(y, W.shape[0]).to(feats.dtype).t()
         for _ in range(steps):
             with torch.no_grad():
-                G_t = torch.softmax(torch.addmm(b, feats, W.t()).t(), dim=0)
+                z = torch.addmm(b, feats, W.t())
+                G_t = torch.softmax((z if mask is None else z + mask).t(), dim=0)
                 G_t = G_t.sub_(onehot_t).mul_(scale)
                 grads = (G_t @ feats, G_t.sum(1))
             skipped += not apply_step(optimizer, params, grads)
         return skipped
     for _ in range(steps):
-        loss = (F.cross_entropy(head(feats), y, reduction="none") * scale).sum()
+        z = head(feats)
+        loss = (
+            F.cross_entropy(z if mask is None else z + mask, y, reduction="none") * scale
+        ).sum()
         skipped += not gradient_step(loss, optimizer, params)
     return skipped
 
@@ -195,8 +209,11 @@ def features(trunk: nn.Module, rows: Rows, batch_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_rows(trunk: nn.Module, head: nn.Module, rows: Rows, batch_size: int) -> np.ndarray:
-    """Predicted class indices of every row of ``rows`` (callers set eval mode).
+def predict_rows(
+    trunk: nn.Module, head: nn.Module, rows: Rows, batch_size: int, mask=None
+) -> np.ndarray:
+    """Predicted class indices of every row of ``rows`` (callers set eval mode; ``mask``
+    added to the logits, as in :func:`forward`).
     Rows requested whole stay on the device for the update that follows, so this runs
     under ``no_grad``, not ``inference_mode``, whose tensors autograd refuses."""
     parts = []
@@ -205,6 +222,8 @@ def predict_rows(trunk: nn.Module, head: nn.Module, rows: Rows, batch_size: int)
         pred = z.argmax(1)
         if not math.isfinite(z.sum().item()):  # no prediction is a wrong one
             pred = pred.masked_fill(~torch.isfinite(z).all(1), -1)
+        elif mask is not None:
+            pred = (z + mask).argmax(1)
         parts.append(pred)
     return _joined(parts).cpu().numpy()
 
@@ -214,11 +233,18 @@ def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def forward(
-    trunk: nn.Module, head: nn.Module, X: torch.Tensor, post=None, device=None, offset: int = 0
+    trunk: nn.Module,
+    head: nn.Module,
+    X: torch.Tensor,
+    post=None,
+    device=None,
+    offset: int = 0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``post(head(trunk(X)))`` in inference mode, in slices that bound memory; each
-    slice is copied to ``device`` (when given) just before its forward pass. Logits that
-    are not finite are an error naming the row (counted from ``offset``)."""
+    """``post(head(trunk(X)) + mask)`` in inference mode, in slices that bound memory;
+    each slice is copied to ``device`` (when given) just before its forward pass. Logits
+    that are not finite are an error naming the row (counted from ``offset``), checked
+    before ``mask`` (``-inf`` for classes no row has shown) is added."""
 
     def run(rows):
         if device is not None and rows.device != device:
@@ -233,6 +259,8 @@ def forward(
                 [run(X[s : s + FORWARD_ROWS]) for s in range(0, X.shape[0], FORWARD_ROWS)]
             )
         check_logits(z, offset)
+        if mask is not None:
+            z = z + mask
         return z if post is None else post(z)
 
 
