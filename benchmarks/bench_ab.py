@@ -38,8 +38,14 @@ def per_call(f, n, reps=15):
             f()
         times.append((time.process_time() - t0) / n * 1e6)
     return float(np.median(times))
-print(json.dumps({"predict_1": per_call(lambda: clf.predict(x1), 3000),
-                  "partial_fit_32": per_call(lambda: clf.partial_fit(Xc, yc), 200)}))
+_out = json.dumps({"predict_1": per_call(lambda: clf.predict(x1), 3000),
+                   "partial_fit_32": per_call(lambda: clf.partial_fit(Xc, yc), 200)})
+"""
+
+# The child also says which skocl it imported, checked against the commit's worktree.
+PROBE = r"""
+import skocl
+print(json.dumps({**json.loads(_out), "skocl_file": skocl.__file__}))
 """
 
 
@@ -65,14 +71,23 @@ def main() -> None:
         try:
             for _ in range(args.rounds):
                 for commit, tree in trees.items():
+                    # cwd=tree: ``python -c`` puts the working directory first on
+                    # sys.path, so run from the repository root it would import that
+                    # checkout's skocl for every commit.
                     out = subprocess.run(
-                        [sys.executable, "-c", CHILD],
+                        [sys.executable, "-c", CHILD + PROBE],
+                        cwd=tree,
                         env=dict(env, PYTHONPATH=tree),
                         capture_output=True,
                         text=True,
                         check=True,
                     )
-                    results[commit].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                    record = json.loads(out.stdout.strip().splitlines()[-1])
+                    if os.path.realpath(record.pop("skocl_file")) != os.path.realpath(
+                        os.path.join(tree, "skocl", "__init__.py")
+                    ):
+                        sys.exit(f"{commit}: the child imported another checkout's skocl")
+                    results[commit].append(record)
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", root, "worktree", "remove", "--force", tree])
