@@ -7,7 +7,6 @@ the update rules, seeding) lives in ``_network.py``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import warnings
 from numbers import Integral, Real
 
@@ -34,7 +33,6 @@ from ._modules import (
     OPTIMIZERS,
     TrunkHeadNet,
     make_module,
-    output_layer,
     resolve_device,
     takes_sparse,
 )
@@ -92,11 +90,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         takes the labels of ``y`` and the label set grows when ``partial_fit`` meets
         new labels (unless its ``classes`` argument fixes it).
     hidden_layer_sizes : tuple of int or "auto", default="auto"
-        Widths of the default trunk's hidden layers. ``"auto"`` is ``(256,)`` for dense
-        input and ``(64,)`` for sparse input, whose first layer holds one row of weights
-        per input column (and Adam two more): at ``2**20`` hashed columns, width 64 is
-        768 MiB in float32 (chosen by ``benchmarks/bench_text.py``; the user guide's
-        "Text streams" page).
+        Widths of the default trunk's hidden layers. ``"auto"``: ``(256,)`` for dense
+        input, ``(64,)`` for sparse input (see the user guide's "Text streams").
     activation : {"relu", "tanh", "logistic", "gelu", "identity"}, default="relu"
         Activation of the default trunk.
     dropout : float, default=0.0
@@ -127,10 +122,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         Share of the data held out when ``early_stopping=True``.
     trunk_lr : float or "auto", default="auto"
         Learning rate of the trunk update in ``partial_fit``. ``0`` freezes the trunk.
-        ``"auto"`` is ``1e-3``, and ``5e-2`` for a network with a sparse first layer,
-        whose rows (one per input column) move only in the batches that hold their
-        column (chosen by ``benchmarks/sweep_sparse_trunk_lr.py`` and
-        ``benchmarks/bench_text.py`` over four sparse streams and three seeds each).
+        ``"auto"``: ``1e-3``, and ``5e-2`` for a sparse first layer, whose rows move
+        only in the batches that hold their column (chosen by a sweep over four sparse
+        streams; see the user guide's "Text streams").
     trunk_epochs : int, default=1
         Passes over each chunk in the trunk update.
     head_lr : float, default=1e-2
@@ -646,12 +640,7 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         from skorch import NeuralNetClassifier
 
         check_is_fitted(self)
-        module = TrunkHeadNet(*copy.deepcopy(self.learner_.served))
-        unseen = ~self.learner_.seen_classes
-        layer = output_layer(module.head, len(self.classes_))
-        if unseen.any() and layer is not None and layer.bias is not None:
-            with torch.no_grad():  # classes never shown are never predicted, there too
-                layer.bias[torch.as_tensor(np.flatnonzero(unseen))] = -torch.inf
+        module = TrunkHeadNet(*self.learner_.served_copy())
         params = dict(
             criterion=nn.CrossEntropyLoss,
             optimizer=OPTIMIZERS[self.optimizer],

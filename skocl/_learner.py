@@ -412,6 +412,16 @@ class OnlineLearner:
     def params(self) -> list:
         return self.trunk_params + self.head_params
 
+    def served_copy(self):
+        """A copy of the served ``(trunk, head)`` that predicts as this learner does:
+        the head's bias is ``-inf`` for the classes no row has shown yet."""
+        trunk, head = copy.deepcopy(self.served)
+        layer = output_layer(head, len(self.seen_classes))
+        if self.mask is not None and layer is not None and layer.bias is not None:
+            with torch.no_grad():
+                layer.bias[torch.as_tensor(np.flatnonzero(~self.seen_classes))] = -torch.inf
+        return trunk, head
+
     @property
     def served(self):
         """The ``(trunk, head)`` that predicts: the live one or the fusion's copy."""
