@@ -37,6 +37,9 @@ class ReplayMemory:
     the update the chunk is offered to the memory (:meth:`offer`).
     """
 
+    # Inner objects whose attributes a checkpoint keeps too (none here).
+    parts: tuple = ()
+
     def __init__(self, capacity: int, strategy: str, n_features: int, dtype, device) -> None:
         self.capacity, self.strategy = capacity, strategy
         self.X = torch.empty((0, n_features), dtype=dtype, device=device)

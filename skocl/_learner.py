@@ -75,7 +75,7 @@ class Checkpoint:
                 opt,
                 [list(group["params"]) for group in opt.param_groups],
                 {
-                    p: {k: _saved(v, stake.get(p)) for k, v in st.items()}
+                    p: {k: _saved(v, p, stake.get(p)) for k, v in st.items()}
                     for p, st in opt.state.items()
                 },
             )
@@ -83,7 +83,7 @@ class Checkpoint:
             if opt is not None
         ]
         parts = (learner, learner.memory, learner.fusion, learner.drift, learner.anchor)
-        parts += tuple(getattr(learner.memory, "parts", ()))
+        parts += learner.memory.parts
         self.attrs = [(obj, dict(vars(obj))) for obj in parts if obj is not None]
         self.seen = learner.memory.seen.clone()
         self.drifts = list(learner.drift.drifts)
@@ -117,12 +117,13 @@ class Checkpoint:
             module.eval()
 
 
-def _saved(value, rows):
-    """Optimizer state kept by a checkpoint: tensors cloned (a wide layer's per-row
-    state, such as Adam's moments, only at ``rows``), other values as they are."""
+def _saved(value, param, rows):
+    """Optimizer state of ``param`` kept by a checkpoint: tensors cloned (state with a
+    row per row of a wide layer, such as Adam's moments, only at ``rows``), other
+    values as they are."""
     if not isinstance(value, torch.Tensor):
         return value
-    if rows is not None and value.dim() and len(rows) and value.shape[0] > int(rows.max()):
+    if rows is not None and value.dim() and value.shape[0] == param.shape[0]:
         return Saved(value, rows)
     return value.clone()
 
@@ -216,7 +217,7 @@ class OnlineLearner:
         self._update_mask()
         self.trunk_optimizer = self.head_optimizer = None
         self.sparse = sparse
-        self.sparse_weights = [m.weight for m in sparse_layers(trunk)]
+        self.sparse_layers = sparse_layers(trunk)
         memory = SparseReplayMemory if sparse else ReplayMemory
         self.memory = memory(0, "class_balanced", n_features, dtype, device)
         self.anchor: Anchor | None = None
@@ -343,29 +344,29 @@ class OnlineLearner:
         )
 
     def _lazy(self, optimizer: str) -> bool:
-        """Whether the sparse first layer gets row-sparse gradients (and a lazy Adam):
-        with ``"adam"``; other optimizers get its dense gradient."""
+        """Set up the sparse first layer for the optimizer about to be built: row-sparse
+        gradients (and a lazy Adam) with ``"adam"``, its dense gradient otherwise.
+        Returns whether the optimizer must be lazy."""
         lazy = optimizer == "adam"
-        for layer in sparse_layers(self.trunk):
+        for layer in self.sparse_layers:
             layer.sparse_grad = lazy
-        return lazy and bool(self.sparse_weights)
+        return lazy and bool(self.sparse_layers)
 
     def at_stake(self, X) -> dict | None:
         """For each weight of a wide sparse layer that an update on ``X`` changes only
         at some rows, those rows: the columns of ``X`` and of the replay memory's rows.
         None (everything at stake) when that layer moves as a whole: with dense
-        gradients (an optimizer other than Adam)."""
+        gradients (built for an optimizer other than Adam)."""
         s = self.settings
-        if not (self.sparse and self.sparse_weights and sp.issparse(X)):
-            return None
-        if not self._lazy(s.optimizer):
+        lazy = self.sparse_layers and all(layer.sparse_grad for layer in self.sparse_layers)
+        if not (self.sparse and lazy and sp.issparse(X)):
             return None
         at_stake = np.zeros(X.shape[1], dtype=bool)
         at_stake[X.indices] = True
         if s.memory_size and len(self.memory):
             at_stake[self.memory.columns()] = True
         rows = torch.from_numpy(np.flatnonzero(at_stake).astype(np.int64)).to(self.device)
-        return {w: rows for w in self.sparse_weights}
+        return {layer.weight: rows for layer in self.sparse_layers}
 
     def see(self, labels: np.ndarray) -> None:
         """Count the classes in ``labels`` as shown by training."""

@@ -100,16 +100,21 @@ class SparseRows:
         per_nnz = self.indices.element_size() + self.values.element_size()
         return (self.indptr[1:] - self.indptr[:-1]).cpu() * per_nnz + self.indptr.element_size()
 
-    def to(self, device=None, dtype: torch.dtype | None = None) -> SparseRows:
-        """The same rows on ``device`` with values of ``dtype`` (self when unchanged)."""
+    def to(
+        self, device=None, dtype: torch.dtype | None = None, non_blocking: bool = False
+    ) -> SparseRows:
+        """The same rows on ``device`` with values of ``dtype`` (self when unchanged),
+        copied as ``torch.Tensor.to`` copies (``non_blocking`` alike)."""
         if (device is None or torch.device(device) == self.device) and (
             dtype is None or dtype == self.dtype
         ):
             return self
         return SparseRows(
-            self.indptr.to(device),
-            self.indices.to(device),
-            self.values.to(device, dtype if dtype is not None else self.dtype),
+            self.indptr.to(device, non_blocking=non_blocking),
+            self.indices.to(device, non_blocking=non_blocking),
+            self.values.to(
+                device, dtype if dtype is not None else self.dtype, non_blocking=non_blocking
+            ),
             self.n_features,
         )
 

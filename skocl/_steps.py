@@ -219,11 +219,9 @@ def predict_rows(
     parts = []
     for x in rows.slices(batch_size):
         z = head(trunk(x))
-        pred = z.argmax(1)
+        pred = (z if mask is None else z + mask).argmax(1)
         if not math.isfinite(z.sum().item()):  # no prediction is a wrong one
             pred = pred.masked_fill(~torch.isfinite(z).all(1), -1)
-        elif mask is not None:
-            pred = (z + mask).argmax(1)
         parts.append(pred)
     return _joined(parts).cpu().numpy()
 
@@ -248,7 +246,7 @@ def forward(
 
     def run(rows):
         if device is not None and rows.device != device:
-            rows = rows.to(device, non_blocking=True) if torch.is_tensor(rows) else rows.to(device)
+            rows = rows.to(device, non_blocking=True)
         return head(trunk(rows))
 
     with torch.inference_mode():
