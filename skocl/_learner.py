@@ -68,7 +68,7 @@ class Checkpoint:
         ]
         # What the update's own transaction can reuse instead of copying again.
         self.saved = {saved.t: saved for _, _, saved in self.params}
-        self.buffers = [(b, b.clone()) for module in modules for b in module.buffers()]
+        self.buffers = [(b, b.clone()) for m in subs for b in m._buffers.values() if b is not None]
         self.sizes = [(m, m.out_features) for m in subs if isinstance(m, torch.nn.Linear)]
         self.optimizers = [
             (

@@ -53,8 +53,9 @@ class Saved:
 
     def __init__(self, t: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         self.t, self.rows = t, rows
-        with torch.no_grad():
-            self.values = t.detach().clone() if rows is None else t.detach()[rows]
+        # detach() keeps the copy out of autograd; no no_grad() needed (it costs more
+        # than the clone of a small tensor, and a checkpoint makes one per parameter).
+        self.values = t.detach().clone() if rows is None else t.detach()[rows]
 
     @torch.no_grad()
     def restore(self) -> torch.Tensor:
