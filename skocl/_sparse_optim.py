@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -110,7 +111,7 @@ class LazyAdam(torch.optim.Optimizer):
                     if p.grad.is_sparse:
                         # Both moments of a row side by side: a step reads and writes one
                         # row of this table per feature, not one row of each of two.
-                        state["moments"] = p.new_zeros((p.shape[0], 2, *p.shape[1:]))
+                        state["moments"] = _zeros(p, (p.shape[0], 2, *p.shape[1:]))
                     else:
                         state["exp_avg"] = torch.zeros_like(p)
                         state["exp_avg_sq"] = torch.zeros_like(p)
@@ -120,6 +121,19 @@ class LazyAdam(torch.optim.Optimizer):
                 else:
                     _dense_step(p, p.grad, state, group)
         return loss
+
+
+def _zeros(p: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """Zeros shaped ``shape`` like ``p``. On the CPU they come from numpy's zeroed
+    allocation (``calloc``), whose pages the system maps only when first written: the
+    moments of a wide layer cost memory and time only for the rows that steps touch,
+    not for all of them up front (``torch.zeros`` writes every byte)."""
+    if p.device.type != "cpu" or p.dtype not in _NUMPY_DTYPES:
+        return p.new_zeros(shape)
+    return torch.from_numpy(np.zeros(shape, dtype=_NUMPY_DTYPES[p.dtype]))
+
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _corrections(state: dict, group: dict) -> tuple[float, float]:

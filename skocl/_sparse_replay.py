@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import torch
 
 from ._continual import SAME_INPUTS_Z, ReplayMemory
+from ._rows import FORWARD_ROWS
 from ._sparse import SparseRows, csr_rows
 
 DEFAULT_MAX_BYTES = 64 * 2**20
@@ -177,10 +178,13 @@ class SparseReplayMemory:
     # ----------------------------------------------------------------- offering
     def offer(self, rows, batch_size: int, gen: torch.Generator) -> None:
         """Offer every row of ``rows`` (anything with a sparse ``X``, scipy or
-        :class:`SparseRows`, and class indices ``y``) ``batch_size`` rows at a time."""
-        X = rows.X
-        for start in range(0, len(rows.y), batch_size):
-            sl = slice(start, start + batch_size)
+        :class:`SparseRows`, and class indices ``y``), ``FORWARD_ROWS`` rows at a time as
+        the dense memory offers them (each offer rebuilds the kept rows once; offering a
+        chunk in mini-batches rebuilt them once per mini-batch). ``batch_size`` is
+        accepted for the memories' common signature."""
+        X, step = rows.X, FORWARD_ROWS
+        for start in range(0, len(rows.y), step):
+            sl = slice(start, start + step)
             part = (
                 csr_rows(X, sl, dtype=self.rows.dtype)
                 if sp.issparse(X)
