@@ -37,7 +37,7 @@ from skocl import OnlineFineTuneClassifier
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_sparse_estimator import bag_of_words  # noqa: E402
 
-RATES = [0.001, 0.01, 0.02, 0.05, 0.1]
+RATES = [0.001, 0.01, 0.02, 0.05, 0.1, 0.2]
 
 
 def streams(seed):

@@ -36,12 +36,15 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 # hidden_layer_sizes="auto": the default trunk's width for dense input, and for sparse
 # input, where the first layer holds n_features x width weights and Adam two moments of
-# the same size (at 2**20 hashed features, width 64 is 768 MiB in float32; chosen by
-# benchmarks/bench_text.py, see docs/user_guide/text_streams.rst).
-AUTO_HIDDEN = {"dense": (256,), "sparse": (64,)}
+# the same size (at 2**20 hashed features, width 32 is 384 MiB in float32). Chosen by
+# benchmarks/bench_text.py over three shuffles of the docstring corpus (TEXT.md): width
+# 32 is the narrowest above SGDClassifier's prequential accuracy on every shuffle (16
+# falls below it) and the widest within 3x its time (48 is 3.3x, 64 4.2x).
+AUTO_HIDDEN = {"dense": (256,), "sparse": (32,)}
 # trunk_lr="auto": the trunk's online learning rate for dense input, and for a sparse
 # first layer, whose rows (one per word) move only in the batches that hold their word,
-# so they need larger steps (same measurement).
+# so they need larger steps (benchmarks/sweep_sparse_trunk_lr.py and bench_text.py at
+# the sparse width above; docs/user_guide/text_streams.rst).
 AUTO_TRUNK_LR = {"dense": 1e-3, "sparse": 5e-2}
 
 

@@ -5,8 +5,9 @@ every option (both memory strategies, L2-SP, EWC, EMA, WiSE-FT, drift reaction, 
 growth, a user module, a skorch start, sparse input, float64, sample weights), the
 probabilities, weights and counters after ``fit`` and a fixed sequence of ``partial_fit``
 calls, recorded before the learner was moved out of the estimator (the sparse scenario
-recorded again when sparse input got its sparse first layer). The test replays each
-scenario and asserts the same bits.
+recorded again when sparse input got its sparse first layer, and when the sparse default
+width became 32 and the sparse memory took each chunk in one offer). The test replays
+each scenario and asserts the same bits.
 
 Bit-identity holds for the torch build and CPU kernels the file was recorded with; on
 another torch version or CPU capability the test compares to a tight tolerance instead
