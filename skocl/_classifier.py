@@ -40,6 +40,7 @@ from ._random import draw_seed
 from ._rows import Rows, make_rows
 from ._serving import ServingMixin
 from ._state import export_state, import_state
+from ._tasks import Tasks
 from ._validation import (
     FLOATS,
     cast,
@@ -47,8 +48,14 @@ from ._validation import (
     check_weights,
     encode,
     encode_or_grow,
+    encode_tasks,
+    is_multi_output,
+    missing_labels,
+    present,
     split_validation,
     start_classes,
+    start_task_classes,
+    task_columns,
 )
 from .exceptions import NonFiniteStepWarning
 
@@ -454,7 +461,9 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
             else:
                 learner = self.learner_
                 learner.configure(self._settings())
-                if grown is not None:
+                if learner.tasks is not None:
+                    y_idx = self._grow_tasks(y_idx, grown)
+                elif grown is not None:
                     learner.grow(np.searchsorted(grown, self.classes_), len(grown))
                     self.classes_ = grown
             loss, skipped = learner.update(
@@ -468,6 +477,22 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
             self.n_samples_seen_ += X.shape[0]
             self._count_skipped(skipped)
         return self
+
+    def _grow_tasks(self, local: np.ndarray, grown: list) -> np.ndarray:
+        """Of several tasks: grow the label sets in ``grown`` (``(task, classes)``;
+        a task past the known ones adds a head) and return the chunk's labels as global
+        indices."""
+        learner, classes = self.learner_, list(self.classes_)
+        for t, new in grown:
+            if t < len(classes):
+                learner.grow_task(t, np.searchsorted(new, classes[t]), len(new))
+                classes[t] = new
+            else:
+                learner.add_task(len(new))
+                classes.append(new)
+                self._fixed_classes = [*self._fixed_classes, False]
+        self.classes_ = classes
+        return learner.tasks.to_global(local)
 
     @contextlib.contextmanager
     def _all_or_nothing(self, X=None, keep_learner=True):
@@ -519,24 +544,44 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
     def _restart(self, X, y, sample_weight, classes, first_partial_fit):
         """Validate a call that (re)starts the model and build its learner (the caller
         puts everything back if it fails)."""
-        check_label_types(y)
-        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=FLOATS, reset=True)
-        check_classification_targets(y)
-        X = cast(X, self.dtype)
-        sw = check_weights(sample_weight, X, self.dtype)
-        classes, fixed = start_classes(self.classes, self.module, classes, y, first_partial_fit)
-        y_idx = encode(classes, y)
+        if is_multi_output(y):
+            X = validate_data(self, X, accept_sparse="csr", dtype=FLOATS, reset=True)
+            columns = task_columns(y, X.shape[0])
+            X = cast(X, self.dtype)
+            sw = check_weights(sample_weight, X, self.dtype)
+            classes, fixed = start_task_classes(self.classes, classes, columns, first_partial_fit)
+            local, _ = encode_tasks(classes, columns, [fixed] * len(columns))
+            n_classes = [len(c) for c in classes]
+            fixed = [fixed] * len(classes)
+        else:
+            check_label_types(y)
+            X, y = validate_data(self, X, y, accept_sparse="csr", dtype=FLOATS, reset=True)
+            check_classification_targets(y)
+            X = cast(X, self.dtype)
+            sw = check_weights(sample_weight, X, self.dtype)
+            classes, fixed = start_classes(
+                self.classes, self.module, classes, y, first_partial_fit
+            )
+            y_idx, n_classes = encode(classes, y), len(classes)
         seed = draw_seed(self.random_state)
         device = resolve_device(self.device)
-        module, trunk, head = make_module(
-            self.get_params(deep=False), len(classes), X, seed, device
-        )
+        module, trunk, head = make_module(self.get_params(deep=False), n_classes, X, seed, device)
+        if isinstance(n_classes, list):
+            y_idx = Tasks(n_classes).to_global(local)
         sparse = sp.issparse(X) and takes_sparse(module)
         self._start(classes, fixed, module, trunk, head, seed, device, sparse)
         return X, y_idx, sw, self.learner_
 
     def _validate_chunk(self, X, y, classes, sample_weight):
         """Validate a chunk for a fitted model; raises before anything changes."""
+        if self.learner_.tasks is not None:
+            return self._validate_task_chunk(X, y, classes, sample_weight)
+        if is_multi_output(y):
+            raise ValueError(
+                f"y has shape {np.shape(y)}: several tasks, but this model learns one "
+                "(it was fitted on y of shape (n_samples,)). Tasks are added to a model "
+                "fitted on several from the start (y of shape (n_samples, n_tasks))."
+            )
         if classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
             raise ValueError(
                 f"`classes={classes!r}` is not the same as on last call to partial_fit, "
@@ -551,6 +596,33 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         y_idx, grown = encode_or_grow(self.classes_, y, self._fixed_classes, self.learner_.head)
         sw = check_weights(sample_weight, X, self._dtype)
         return X, y_idx, sw, grown
+
+    def _validate_task_chunk(self, X, y, classes, sample_weight):
+        """:meth:`_validate_chunk` of a model of several tasks: ``y`` with a column per
+        known task (more columns add tasks); returns task-local label indices and the
+        label sets that grow."""
+        X = self._check_X(X)
+        n_tasks = len(self.classes_)
+        columns = task_columns(y, X.shape[0]) if np.ndim(y) == 2 else None
+        if columns is None or len(columns) < n_tasks:
+            raise ValueError(
+                f"y has shape {np.shape(y)}; this model learns {n_tasks} tasks: y needs a "
+                f"column per task, shape (n_samples, {n_tasks}) or wider to add tasks (a "
+                "missing label is NaN in a float array, None in an object array)."
+            )
+        if classes is not None:
+            same = len(classes) >= n_tasks and all(
+                np.array_equal(known, unique_labels(given))
+                for known, given in zip(self.classes_, classes)
+            )
+            if not same:
+                raise ValueError(
+                    f"`classes={classes!r}` is not the same as on last call to "
+                    f"partial_fit, was: {self.classes_!r}"
+                )
+        local, grown = encode_tasks(self.classes_, columns, self._fixed_classes)
+        sw = check_weights(sample_weight, X, self._dtype)
+        return X, local, sw, grown
 
     def _start(self, classes, fixed, module, trunk, head, seed, device, sparse=False):
         """Forget everything and hold the new network (``sparse``: it reads sparse
@@ -575,13 +647,50 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
             seed=seed,
             detector=make_detector(self.drift_detector),
             user_module=self.module is not None,
-            n_classes=len(classes),
+            n_classes=sum(map(len, classes)) if isinstance(classes, list) else len(classes),
             sparse=sparse,
         )
         self.learner_.configure(self._settings())
         self.n_skipped_steps_ = 0
         self.validation_scores_ = None
         self.best_validation_score_ = None
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on ``(X, y)``; of several tasks, the subset accuracy.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Test samples.
+        y : array-like of shape (n_samples,) or (n_samples, n_tasks)
+            True labels. Of several tasks, a row counts as right when every label it
+            has is predicted (a missing label, NaN or None, is not scored), as
+            ``MultiOutputClassifier.score`` counts rows with every label given.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows.
+
+        Returns
+        -------
+        score : float
+        """
+        if getattr(self, "learner_", None) is None or self.learner_.tasks is None:
+            return super().score(X, y, sample_weight)
+        pred = self.predict(X)
+        columns = task_columns(y, pred.shape[0])
+        if len(columns) != pred.shape[1]:
+            raise ValueError(
+                f"y has {len(columns)} columns; this model predicts {pred.shape[1]} tasks."
+            )
+        right = np.ones(pred.shape[0], dtype=bool)
+        for t, column in enumerate(columns):
+            labelled = ~missing_labels(column)
+            right[labelled] &= pred[labelled, t] == present(column, t)
+        return float(np.average(right, weights=sample_weight))
+
+    @property
+    def n_outputs_(self) -> int:
+        """Number of tasks (columns of ``y``): 1 for a model fitted on one."""
+        return len(self.classes_) if isinstance(self.classes_, list) else 1
 
     @property
     def drift_detector_(self):

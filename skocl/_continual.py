@@ -156,7 +156,7 @@ class ReplayMemory:
 
     def grow(self, growth) -> None:
         """Follow the head's growth to a larger label set."""
-        self.remap(growth.positions)
+        self.remap(growth.label_map)
 
     def forget_contradicted(self, X, y_idx) -> None:
         """After a drift, drop the rows that the new data contradicts.
@@ -215,6 +215,10 @@ class Anchor:
     trunk: list[torch.Tensor]
     head: list[torch.Tensor]
     fisher: list[torch.Tensor] | None = None
+
+    def add_head(self, params) -> None:
+        """A new task's head: its start is its initial weights."""
+        self.head = [*self.head, *(p.detach().clone() for p in params)]
 
     @classmethod
     def capture(cls, trunk_params, head_params, fisher=None) -> Anchor:
@@ -290,18 +294,25 @@ def _pulled(p, g, w, f, strength):
 
 
 def empirical_fisher(
-    trunk: nn.Module, head: nn.Module, params: list[nn.Parameter], X: torch.Tensor, y: torch.Tensor
+    trunk: nn.Module,
+    head: nn.Module,
+    params: list[nn.Parameter],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    tasks=None,
 ) -> list[torch.Tensor]:
     """Diagonal empirical Fisher of the trunk: the mean over rows of the squared
-    per-row gradient of the log-likelihood, normalised to mean 1 so that the EWC
-    strength is on the same scale as L2-SP's."""
+    per-row gradient of the log-likelihood (with ``tasks``, of the sum of the tasks'
+    log-likelihoods), normalised to mean 1 so that the EWC strength is on the same
+    scale as L2-SP's."""
     fisher = [torch.zeros_like(p) for p in params]
     was_training = trunk.training
     trunk.eval()
     head.eval()
     for i in range(len(y)):
         x = X[i : i + 1] if torch.is_tensor(X) else X.take(torch.tensor([i]))
-        loss = F.cross_entropy(head(trunk(x)), y[i : i + 1])
+        z = head(trunk(x))
+        loss = F.cross_entropy(z, y[i : i + 1]) if tasks is None else tasks.loss(z, y[i : i + 1])
         for f, g in zip(fisher, torch.autograd.grad(loss, params, materialize_grads=True)):
             f += g.detach() ** 2
     trunk.train(was_training)

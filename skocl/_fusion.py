@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import nn
 
-from ._modules import grow_linear, output_layer
+from ._modules import grow_linear
 
 
 class Fusion:
@@ -52,8 +52,13 @@ class Fusion:
 
     def _grow_copy(self, growth) -> None:
         if self.copy is not None:
-            layer = output_layer(self.copy[1], len(growth.positions))
+            layer = growth.layer(self.copy[1])
             grow_linear(layer, growth.positions, growth.n_classes, [], growth.gen)
+
+    def add_head(self, head: nn.Module) -> None:
+        """A new task's head joins the served copy (its weights as they are now)."""
+        if self.copy is not None:
+            self.copy[1].heads.append(copy.deepcopy(head))
 
     def _copy_buffers(self, trunk, head) -> None:
         for part, src in zip(self.copy, (trunk, head)):

@@ -34,12 +34,14 @@ from ._steps import (
     Transaction,
     features,
     fine_tune_head,
+    fine_tune_heads,
     forward,
     predict_rows,
     snapshot,
     to_cpu,
     train_epoch,
 )
+from ._tasks import TaskDriftMonitor, TaskHeads, TaskReplayMemory, Tasks, label_map
 
 # Rows used to estimate EWC's Fisher information.
 FISHER_ROWS = 256
@@ -70,6 +72,8 @@ class Checkpoint:
         self.saved = {saved.t: saved for _, _, saved in self.params}
         self.buffers = [(b, b.clone()) for m in subs for b in m._buffers.values() if b is not None]
         self.sizes = [(m, m.out_features) for m in subs if isinstance(m, torch.nn.Linear)]
+        # A new task appends a head: the list of heads as it was.
+        self.heads = [(m, list(m.heads)) for m in subs if isinstance(m, TaskHeads)]
         self.optimizers = [
             (
                 opt,
@@ -86,8 +90,11 @@ class Checkpoint:
         parts += learner.memory.parts
         self.attrs = [(obj, dict(vars(obj))) for obj in parts if obj is not None]
         self.seen = learner.memory.seen.clone()
-        self.drifts = list(learner.drift.drifts)
-        self.detector = copy.deepcopy(learner.drift.detector)
+        if learner.tasks is None:
+            self.drifts = list(learner.drift.drifts)
+            self.detector = copy.deepcopy(learner.drift.detector)
+        else:  # one monitor per task, each small
+            self.drift = copy.deepcopy(learner.drift)
         self.rng_state = learner.rng.state
 
     @torch.no_grad()
@@ -98,6 +105,8 @@ class Checkpoint:
             b.copy_(value)
         for m, out_features in self.sizes:
             m.out_features = out_features
+        for m, heads in self.heads:
+            m.heads = torch.nn.ModuleList(heads)
         for opt, params, state in self.optimizers:
             for group, group_params in zip(opt.param_groups, params):
                 group["params"] = group_params
@@ -110,8 +119,11 @@ class Checkpoint:
             vars(obj).update(attrs)
         learner = self.learner
         learner.memory.seen = self.seen
-        learner.drift.drifts = self.drifts
-        learner.drift.detector = self.detector
+        if learner.tasks is None:
+            learner.drift.drifts = self.drifts
+            learner.drift.detector = self.detector
+        else:
+            learner.drift = self.drift
         learner.rng.state = self.rng_state
         for module in (learner.module, learner.trunk, learner.head):
             module.eval()
@@ -200,6 +212,12 @@ class OnlineLearner:
         Whether the network reads sparse rows (:class:`~skocl.sparse.SparseRows`):
         then the replay memory keeps rows in CSR form and a wide sparse first layer is
         updated, checkpointed and rolled back only at the rows an update touches.
+
+    A ``head`` that is a :class:`~skocl._tasks.TaskHeads` makes the learner learn
+    several tasks (``tasks``, their layout; None for one task): labels are then
+    ``(n, n_tasks)`` global indices with ``-1`` for a missing label, the loss is the sum
+    of the tasks' losses, each head is fine-tuned on the rows labelled for its task, the
+    replay memory keeps every task's label of a row and drift is watched per task.
     """
 
     def __init__(self, module, trunk, head, *, n_features, dtype, device, seed, detector,
@@ -218,11 +236,23 @@ class OnlineLearner:
         self.trunk_optimizer = self.head_optimizer = None
         self.sparse = sparse
         self.sparse_layers = sparse_layers(trunk)
-        memory = SparseReplayMemory if sparse else ReplayMemory
-        self.memory = memory(0, "class_balanced", n_features, dtype, device)
+        self.tasks = Tasks(head.sizes) if isinstance(head, TaskHeads) else None
+        if self.tasks is None:
+            memory = SparseReplayMemory if sparse else ReplayMemory
+            self.memory = memory(0, "class_balanced", n_features, dtype, device)
+            self.drift = DriftMonitor(detector)
+        else:
+            k = len(self.tasks)
+            if sparse:
+                select = TaskReplayMemory(0, "", 1, torch.long, torch.device("cpu"), k)
+                self.memory = SparseReplayMemory(
+                    0, "reservoir", n_features, dtype, device, select=select
+                )
+            else:
+                self.memory = TaskReplayMemory(0, "", n_features, dtype, device, k)
+            self.drift = TaskDriftMonitor(detector, k)
         self.anchor: Anchor | None = None
         self.fusion = NoFusion()
-        self.drift = DriftMonitor(detector)
         self.settings: Settings | None = None
 
     # ------------------------------------------------------------------ the rule
@@ -250,11 +280,7 @@ class OnlineLearner:
         s = self.settings
         self._check_anchor(s)
         if watch and self.drift.detector is not None:
-            errors = predict_rows(*self.served, rows, s.batch(len(rows)), self.mask) != rows.labels
-            if self.drift.observe(errors, seen):
-                if len(self.memory):
-                    self.memory.forget_contradicted(rows.numpy(), rows.labels)
-                self.fusion.restart()
+            self._watch(rows, s, seen)
         self.see(rows.labels)
         self._set_rates(s)
         if self.anchor is None and self.user_module:
@@ -275,6 +301,27 @@ class OnlineLearner:
         self.fusion.after_update(self.trunk, self.head, self.params, self.anchor)
         return loss, skipped
 
+    def _watch(self, rows: Rows, s: Settings, seen: int) -> None:
+        """Predict the chunk before learning it and feed the errors to the drift
+        monitor (per task: the errors of the rows labelled for it)."""
+        pred = predict_rows(*self.served, rows, s.batch(len(rows)), self.mask, self.tasks)
+        if self.tasks is None:
+            if self.drift.observe(pred != rows.labels, seen):
+                if len(self.memory):
+                    self.memory.forget_contradicted(rows.numpy(), rows.labels)
+                self.fusion.restart()
+            return
+        labels = rows.labels
+        errors = [(pred[:, t] != labels[:, t])[labels[:, t] >= 0] for t in range(len(self.tasks))]
+        reacted = self.drift.observe(errors, seen)
+        for t in reacted:
+            if len(self.memory):
+                labelled = labels[:, t] >= 0
+                X = rows.numpy()[np.flatnonzero(labelled)]
+                self.memory.forget_contradicted(X, labels[labelled, t])
+        if reacted:
+            self.fusion.restart()
+
     def _trunk_then_head(self, rows, s, memory, gen, txn) -> tuple[float, int]:
         loss, taken, skipped = float("nan"), 0, 0
         batch = s.batch(len(rows))
@@ -288,7 +335,7 @@ class OnlineLearner:
             for _ in range(s.trunk_epochs):
                 loss, t, k = train_epoch(
                     self.trunk, self.head, self.trunk_optimizer, self.trunk_params, rows,
-                    batch, gen, memory=memory, penalty=penalty, mask=mask,
+                    batch, gen, memory=memory, penalty=penalty, mask=mask, tasks=self.tasks,
                 )  # fmt: skip
                 taken, skipped = taken + t, skipped + k
             self.trunk.eval()
@@ -299,9 +346,17 @@ class OnlineLearner:
             if memory is not None and len(memory):
                 feats, y, w = memory.join_features(feats, y, w, self.trunk, gen)
             self.head.train()
-            k = fine_tune_head(
-                self.head, self.head_optimizer, self.head_params, feats, y, w, s.head_steps, mask
-            )
+            if self.tasks is None:
+                k = fine_tune_head(
+                    self.head, self.head_optimizer, self.head_params, feats, y, w,
+                    s.head_steps, mask,
+                )  # fmt: skip
+            else:
+                active = self.tasks.labelled(y.cpu().numpy())
+                k = fine_tune_heads(
+                    self.head, self.head_optimizer, feats, y, w, s.head_steps, mask,
+                    self.tasks, active,
+                )  # fmt: skip
             taken, skipped = taken + s.head_steps - k, skipped + k
             self.head.eval()
         undone = False
@@ -372,6 +427,8 @@ class OnlineLearner:
         """Count the classes in ``labels`` as shown by training."""
         if self.mask is None:  # every class shown already
             return
+        if self.tasks is not None:
+            labels = labels[labels >= 0]  # -1: a missing label
         seen = self.seen_classes.copy()  # replaced, not changed: a checkpoint keeps the old
         seen[np.unique(labels)] = True
         self.seen_classes = seen
@@ -406,7 +463,9 @@ class OnlineLearner:
         if self.settings.regularization == "ewc":
             n = min(len(rows), FISHER_ROWS)
             X = rows.take(slice(0, n))
-            fisher = empirical_fisher(self.trunk, self.head, self.trunk_params, X, rows.y[:n])
+            fisher = empirical_fisher(
+                self.trunk, self.head, self.trunk_params, X, rows.y[:n], self.tasks
+            )
         self.anchor = Anchor.capture(self.trunk_params, self.head_params, fisher)
 
     @property
@@ -416,6 +475,12 @@ class OnlineLearner:
     def served_copy(self):
         """A copy of the served ``(trunk, head)`` that predicts as this learner does:
         the head's bias is ``-inf`` for the classes no row has shown yet."""
+        if self.tasks is not None:
+            raise ValueError(
+                "to_skorch: skorch's NeuralNetClassifier predicts one label per row; this "
+                f"model predicts {len(self.tasks)} (one per task). served_module_ is the "
+                "network that predicts them (logits of the tasks side by side)."
+            )
         trunk, head = copy.deepcopy(self.served)
         layer = output_layer(head, len(self.seen_classes))
         if self.mask is not None and layer is not None and layer.bias is not None:
@@ -448,8 +513,9 @@ class OnlineLearner:
             self.module.train()
             with self.rng.scope(self.device, self.stochastic) as gen:
                 loss, taken, k = train_epoch(
-                    self.trunk, self.head, opt, self.params, rows, batch, gen, mask=mask
-                )
+                    self.trunk, self.head, opt, self.params, rows, batch, gen, mask=mask,
+                    tasks=self.tasks,
+                )  # fmt: skip
             self.module.eval()
             with torch.no_grad():
                 undone = not (
@@ -463,7 +529,7 @@ class OnlineLearner:
             report.n_iter = epoch + 1
             report.loss_curve.append(loss)
             if val is not None:
-                score = float(np.mean(self.forward(val[0], _argmax) == val[1]))
+                score = self.accuracy(*val)
                 report.validation_scores.append(score)
                 objective = -score
             else:
@@ -524,6 +590,70 @@ class OnlineLearner:
         seen[positions] = self.seen_classes
         self.seen_classes = seen
         self._update_mask()
+
+    def grow_task(self, task: int, positions: np.ndarray, n_classes: int) -> None:
+        """Of several tasks: grow task ``task``'s head to ``n_classes`` outputs, its old
+        class ``i`` moving to ``positions[i]``, as :meth:`grow` grows one task's head;
+        the global label indices of every component follow."""
+        old = self.tasks
+        layer = self.head.heads[task]
+        optimizers = [o for o in (self.head_optimizer, self.trunk_optimizer) if o is not None]
+        old_head_params = self.head_params
+        new = Tasks([n_classes if t == task else size for t, size in enumerate(old.sizes)])
+        labels = label_map(old, task, positions, new)
+        with self.rng.generator() as gen:
+            pairs = grow_linear(layer, positions, n_classes, optimizers, gen)
+            self.head_params = [p for p in self.head.parameters() if p.requires_grad]
+            growth = Growth(
+                positions, n_classes, pairs, old_head_params, self.head_params, gen,
+                self.device, task=task, label_map=labels,
+            )  # fmt: skip
+            for _, component in self._components():
+                component.grow(growth)
+        self.tasks = new
+        seen = np.ones(new.offsets[-1], dtype=bool)  # new classes come with their chunk
+        seen[labels] = self.seen_classes
+        self.seen_classes = seen
+        self._update_mask()
+
+    def add_task(self, n_classes: int) -> None:
+        """Of several tasks: a head for a new task with ``n_classes`` classes, a fresh
+        ``nn.Linear`` over the trunk's features. Earlier heads, their optimizer state
+        and the trunk are kept exactly; the replay memory's rows lack the new task's
+        label, and its drift is watched from now on."""
+        width = self.head.heads[0].in_features
+        with self.rng.generator() as gen:
+            # Initialised from the learner's random stream, as grown rows are; skip_init
+            # leaves torch's global generator alone.
+            head = torch.nn.utils.skip_init(torch.nn.Linear, width, n_classes)
+            bound = 1.0 / math.sqrt(width)
+            with torch.no_grad():
+                for p in head.parameters():
+                    p.copy_(torch.empty_like(p).uniform_(-bound, bound, generator=gen))
+        head = head.to(device=self.device, dtype=self.dtype)
+        self.head.heads.append(head)
+        params = [p for p in head.parameters() if p.requires_grad]
+        self.head_params = self.head_params + params
+        if self.head_optimizer is not None:
+            group = self.head_optimizer.param_groups[0]
+            group["params"] = group["params"] + params
+        if self.anchor is not None:
+            self.anchor.add_head(params)
+        self.fusion.add_head(head)
+        self.memory.add_task()
+        self.drift.add_task()
+        self.tasks = Tasks(self.head.sizes)
+        self.seen_classes = np.concatenate([self.seen_classes, np.zeros(n_classes, bool)])
+        self._update_mask()
+
+    def accuracy(self, X, y_idx) -> float:
+        """Accuracy of the served weights on a checked X: of one task, the share of rows
+        right; of several, the share of labelled entries right."""
+        if self.tasks is None:
+            return float(np.mean(self.forward(X, _argmax) == y_idx))
+        pred = self.forward(X, self.tasks.argmax) + self.tasks.offsets[:-1]
+        labelled = y_idx >= 0
+        return float(np.mean(pred[labelled] == y_idx[labelled]))
 
     # ------------------------------------------------------------------ inference
     def forward(self, X, post=None) -> np.ndarray:

@@ -17,6 +17,7 @@ from ._random import seeded_build
 from ._rows import to_tensor
 from ._sparse import SparseLinear, csr_rows
 from ._sparse_optim import LazyAdam
+from ._tasks import TaskHeads
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -71,15 +72,16 @@ class TrunkHeadNet(nn.Module):
 
 def build_mlp(
     n_features: int,
-    n_classes: int,
+    n_classes: int | list[int],
     hidden_layer_sizes: Sequence[int],
     activation: str,
     dropout: float,
     sparse: bool = False,
 ) -> TrunkHeadNet:
-    """Default network: an MLP trunk and a linear head. With ``sparse``, the first
-    layer is a :class:`~skocl.sparse.SparseLinear` that reads CSR rows without
-    densifying them."""
+    """Default network: an MLP trunk and a linear head (with a list of ``n_classes``,
+    one per task: a :class:`~skocl._tasks.TaskHeads` of linear heads). With ``sparse``,
+    the first layer is a :class:`~skocl.sparse.SparseLinear` that reads CSR rows
+    without densifying them."""
     layers: list[nn.Module] = []
     width = n_features
     for i, size in enumerate(hidden_layer_sizes):
@@ -88,7 +90,11 @@ def build_mlp(
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = size
-    return TrunkHeadNet(nn.Sequential(*layers), nn.Linear(width, n_classes))
+    if isinstance(n_classes, list):
+        head = TaskHeads([nn.Linear(width, n) for n in n_classes])
+    else:
+        head = nn.Linear(width, n_classes)
+    return TrunkHeadNet(nn.Sequential(*layers), head)
 
 
 def split_module(
@@ -181,6 +187,20 @@ class Growth:
     new_head_params: list
     gen: torch.Generator
     device: torch.device
+    # Of several tasks: the grown task, and the map of old to new global label indices
+    # (the components holding labels follow it); of one task, ``positions``.
+    task: int | None = None
+    label_map: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.label_map is None:
+            self.label_map = self.positions
+
+    def layer(self, head: nn.Module) -> nn.Linear | None:
+        """The output layer that grew, in ``head`` or a copy of it."""
+        if self.task is not None:
+            return head.heads[self.task]
+        return output_layer(head, len(self.positions))
 
 
 def _move_optimizer_state(opt, old, new, idx) -> None:
@@ -228,13 +248,20 @@ def is_skorch_net(obj) -> bool:
     return isinstance(obj, NeuralNet)
 
 
-def make_module(params: dict, n_classes: int, X, seed: int, device: torch.device):
+def make_module(params: dict, n_classes, X, seed: int, device: torch.device):
     """Build or deep-copy the network described by the estimator's ``params``, find
-    its trunk and head, and check that it maps X's width to ``n_classes`` logits.
+    its trunk and head, and check that it maps X's width to ``n_classes`` logits (a
+    list of ``n_classes``, one per task: the default network with a head per task).
 
     Returns ``(module, trunk, head)`` on ``device`` in the ``dtype`` of ``params``.
     """
     source, n_features = params["module"], X.shape[1]
+    if isinstance(n_classes, list) and source is not None:
+        raise ValueError(
+            f"y has {len(n_classes)} columns (one task each): several tasks are learned "
+            "by the default network (module=None), which gives each task its own head "
+            "over a shared trunk. A module of your own computes one head."
+        )
     if source is None:
         hidden = hidden_sizes(params["hidden_layer_sizes"], sp.issparse(X))
         module = seeded_build(

@@ -41,8 +41,10 @@ FORMAT = "skocl-model"
 # 2: skocl 0.1.0 (the learner's state is saved by its components).
 # 3: ``sparse_input`` (a network that reads sparse rows, with a sparse replay memory);
 #    a version 2 file is a dense one.
-FORMAT_VERSION = 3
-READS_FORMATS = (2, 3)
+# 4: ``task_classes`` (a model of several tasks, a label set and a head per task);
+#    a model of one task is still written as version 3.
+FORMAT_VERSION = 4
+READS_FORMATS = (2, 3, 4)
 
 
 def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
@@ -81,7 +83,7 @@ def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Pa
 
     meta: dict[str, Any] = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 3,
         "skocl_version": __version__,
         "extra": extra or {},
     }
@@ -108,6 +110,8 @@ def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Pa
             "skocl.save takes an OnlineFineTuneClassifier or a StreamPipeline, "
             f"got {type(estimator).__name__}."
         )
+    if "task_classes" in meta["classifier"]["attrs"]:
+        meta["format_version"] = FORMAT_VERSION
     files["meta.json"] = json.dumps(meta, indent=1).encode()
 
     path = Path(path)
@@ -565,7 +569,14 @@ def _check_sizes(data: dict, params: dict, tensors: dict, module, path) -> None:
     n = attrs.get("n_features_in_")
     if type(n) is not int or n < 1:
         raise ModelFileError(f"{path}: n_features_in_={n!r} is not a positive integer.")
-    n_classes = len(_labels(attrs.get("classes_"), "classes_", path))
+    if "task_classes" in attrs:
+        tasks = attrs["task_classes"]
+        if not isinstance(tasks, list) or len(tasks) < 2:
+            raise ModelFileError(f"{path}: task_classes is not a list of 2 or more label sets.")
+        heads = [len(_labels(c, f"task_classes[{t}]", path)) for t, c in enumerate(tasks)]
+    else:
+        heads = [len(_labels(attrs.get("classes_"), "classes_", path))]
+    n_classes = sum(heads)
     names = attrs.get("feature_names_in_")
     if names is not None and (
         not isinstance(names, list)
@@ -591,8 +602,9 @@ def _check_sizes(data: dict, params: dict, tensors: dict, module, path) -> None:
             raise ModelFileError(
                 f"{path}: hidden_layer_sizes={hidden!r} is not a list of positive integers."
             )
-        widths = [n, *hidden, n_classes]
+        widths = [n, *hidden]
         expected = [(out, inp) for inp, out in zip(widths, widths[1:])]
+        expected += [(size, widths[-1]) for size in heads]
         if sparse and len(hidden):  # a sparse first layer stores one row per feature
             expected[0] = expected[0][::-1]
         stored = [tuple(t.shape) for t in weights.values() if t.ndim == 2]
@@ -608,8 +620,13 @@ def _check_sizes(data: dict, params: dict, tensors: dict, module, path) -> None:
                 f"n_features_in_={n}, the first layer's weights take "
                 f"{stored[0][0 if sparse else 1]}"
             )
-        elif stored[-1][0] != n_classes:
-            problem = f"classes_ has {n_classes} labels, the head gives {stored[-1][0]} logits"
+        elif [shape[0] for shape in stored[len(stored) - len(heads) :]] != heads:
+            logits = [shape[0] for shape in stored[len(stored) - len(heads) :]]
+            problem = (
+                f"classes_ has {heads[0]} labels, the head gives {logits[0]} logits"
+                if len(heads) == 1
+                else f"the tasks' label sets have {heads} labels, the heads give {logits}"
+            )
         else:
             problem = f"hidden_layer_sizes={tuple(hidden)}, the weights have shapes {stored}"
         raise ModelFileError(

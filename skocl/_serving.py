@@ -65,11 +65,22 @@ class ServingMixin:
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``.
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_tasks)
+            Labels from ``classes_`` (of several tasks: column ``t`` from
+            ``classes_[t]``).
         """
-        idx = self._forward(X, _argmax)
-        return self.classes_[idx]
+        tasks = self.learner_.tasks if hasattr(self, "learner_") else None
+        if tasks is None:
+            idx = self._forward(X, _argmax)
+            return self.classes_[idx]
+        idx = self._forward(X, tasks.argmax)
+        columns = [classes[idx[:, t]] for t, classes in enumerate(self.classes_)]
+        kinds = {c.dtype.kind for c in columns}
+        dtype = np.result_type(*columns) if len(kinds) == 1 else object
+        out = np.empty(idx.shape, dtype=dtype)
+        for t, column in enumerate(columns):
+            out[:, t] = column
+        return out
 
     def predict_proba(self, X):
         """Class probabilities, the softmax of the logits.
@@ -81,11 +92,11 @@ class ServingMixin:
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_classes)
+        proba : ndarray of shape (n_samples, n_classes), or list of such arrays
             Probabilities in the order of ``classes_``, in the network's ``dtype``;
-            rows sum to one.
+            rows sum to one. Of several tasks, one array per task.
         """
-        return self._forward(X, _softmax)
+        return self._per_task(X, _softmax)
 
     def predict_log_proba(self, X):
         """Logarithm of the class probabilities.
@@ -97,10 +108,11 @@ class ServingMixin:
 
         Returns
         -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-            Log-probabilities in the order of ``classes_``.
+        log_proba : ndarray of shape (n_samples, n_classes), or list of such arrays
+            Log-probabilities in the order of ``classes_`` (of several tasks, one array
+            per task).
         """
-        return self._forward(X, _log_softmax)
+        return self._per_task(X, _log_softmax)
 
     def decision_function(self, X):
         """Logits of the head.
@@ -112,11 +124,20 @@ class ServingMixin:
 
         Returns
         -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes), or a list
             For two classes, the logit of ``classes_[1]`` minus that of ``classes_[0]``;
-            otherwise one logit per class.
+            otherwise one logit per class. Of several tasks, one array per task.
         """
-        return self._forward(X, _decision)
+        return self._per_task(X, _decision)
+
+    def _per_task(self, X, post):
+        """``post`` of the served logits; of several tasks, of each task's logits, as a
+        list of arrays."""
+        tasks = self.learner_.tasks if hasattr(self, "learner_") else None
+        if tasks is None:
+            return self._forward(X, post)
+        z = self._forward(X)
+        return [post(torch.from_numpy(block)).numpy() for block in tasks.split(z)]
 
 
 def _argmax(z):

@@ -52,6 +52,10 @@ class SparseReplayMemory:
         Where :meth:`sample` puts its rows (the rows are stored on the CPU).
     max_bytes : int, default=64 MiB
         Most bytes kept.
+    select : ReplayMemory, default=None
+        The selection of row handles (for rows of several tasks,
+        :class:`~skocl._tasks.TaskReplayMemory`); a ``ReplayMemory`` of ``strategy``
+        when None.
 
     Examples
     --------
@@ -78,11 +82,14 @@ class SparseReplayMemory:
         dtype: torch.dtype,
         device,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        select: ReplayMemory | None = None,
     ) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}.")
         self.max_bytes, self.device = int(max_bytes), torch.device(device)
-        self._select = ReplayMemory(capacity, strategy, 1, torch.long, torch.device("cpu"))
+        if select is None:
+            select = ReplayMemory(capacity, strategy, 1, torch.long, torch.device("cpu"))
+        self._select = select
         self.max_rows = int(capacity)
         self.rows = SparseRows(
             torch.zeros(1, dtype=torch.long),
@@ -269,7 +276,11 @@ class SparseReplayMemory:
 
     def grow(self, growth) -> None:
         """Follow the head's growth to a larger label set."""
-        self.remap(growth.positions)
+        self.remap(growth.label_map)
+
+    def add_task(self) -> None:
+        """A new task (rows of several tasks): every kept row lacks its label."""
+        self._select.add_task()
 
     def drop_classes(self, classes) -> None:
         """Forget the rows of these class indices (their counts start again)."""

@@ -28,7 +28,10 @@ def export_state(clf) -> tuple[dict, dict]:
     JSON-able values; the module's weights and the learner's state as CPU tensors."""
     check_is_fitted(clf)
     attrs = {k: getattr(clf, k) for k in PLAIN_ATTRS}
-    attrs["classes_"] = labels_to_json(clf.classes_)
+    if isinstance(clf.classes_, list):  # several tasks
+        attrs["task_classes"] = [labels_to_json(c) for c in clf.classes_]
+    else:
+        attrs["classes_"] = labels_to_json(clf.classes_)
     attrs["fixed_classes"] = clf._fixed_classes
     attrs["sparse_input"] = clf.learner_.sparse
     if "feature_names_in_" in vars(clf):
@@ -40,12 +43,17 @@ def export_state(clf) -> tuple[dict, dict]:
 def import_state(clf, attrs: dict, tensors: dict):
     """Rebuild on ``clf`` (whose parameters, ``module`` included, are those it was
     saved with) the fitted state that :func:`export_state` wrote."""
-    classes = labels_from_json(attrs["classes_"])
+    if "task_classes" in attrs:  # several tasks
+        classes = [labels_from_json(c) for c in attrs["task_classes"]]
+        n_classes = [len(c) for c in classes]
+    else:
+        classes = labels_from_json(attrs["classes_"])
+        n_classes = len(classes)
     sparse = bool(attrs.get("sparse_input", False))  # format 2 files: dense
     shape = (2, attrs["n_features_in_"])
     X = sp.csr_matrix(shape, dtype=clf.dtype) if sparse else np.zeros(shape, clf.dtype)
     device = resolve_device(clf.device)
-    module, trunk, head = make_module(clf.get_params(deep=False), len(classes), X, 0, device)
+    module, trunk, head = make_module(clf.get_params(deep=False), n_classes, X, 0, device)
     try:
         module.load_state_dict(tensors["module"])
     except RuntimeError as exc:

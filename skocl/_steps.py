@@ -14,11 +14,19 @@ from ._rows import FORWARD_ROWS, Rows
 
 
 def weighted_loss(
-    logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mask: torch.Tensor | None = None
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor | None,
+    mask: torch.Tensor | None = None,
+    tasks=None,
 ) -> torch.Tensor:
     """Cross-entropy averaged over the batch, weighted by ``w`` when given. ``mask``
     (0 or -inf per class) is added to the logits: a class at -inf takes no part in the
-    softmax, and its head row gets no gradient."""
+    softmax, and its head row gets no gradient. With ``tasks`` (a
+    :class:`~skocl._tasks.Tasks`; ``y`` of shape ``(n, n_tasks)``), the sum of the tasks'
+    losses (:meth:`~skocl._tasks.Tasks.loss`)."""
+    if tasks is not None:
+        return tasks.loss(logits, y, w, mask)
     if mask is not None:
         logits = logits + mask
     if w is None:
@@ -123,14 +131,15 @@ def train_epoch(
     memory=None,
     penalty=None,
     mask=None,
+    tasks=None,
 ) -> tuple[float, int, int]:
     """One pass over ``rows`` in mini-batches, each a step of ``optimizer`` on the loss
     of the whole network (only ``params`` move).
 
     With a non-empty replay ``memory``, each mini-batch is joined by as many rows drawn
     from it (at most its size). ``penalty(params, grads)`` may adjust the gradients
-    (L2-SP, EWC) before the step; ``mask`` leaves classes out of the loss
-    (:func:`weighted_loss`).
+    (L2-SP, EWC) before the step; ``mask`` leaves classes out of the loss and ``tasks``
+    makes it the sum of several tasks' (:func:`weighted_loss`).
 
     Returns the weighted mean loss of the steps taken, the number of steps taken and
     the number skipped.
@@ -142,7 +151,7 @@ def train_epoch(
             continue
         if memory is not None and len(memory):
             Xb, yb, wb = memory.join_batch(Xb, yb, wb, gen)
-        loss = weighted_loss(head(trunk(Xb)), yb, wb, mask)
+        loss = weighted_loss(head(trunk(Xb)), yb, wb, mask, tasks)
         grads = torch.autograd.grad(loss, params, materialize_grads=True)
         if penalty is not None:
             grads = penalty(params, grads)
@@ -202,6 +211,32 @@ def fine_tune_head(
     return skipped
 
 
+def fine_tune_heads(
+    heads: nn.Module,
+    optimizer,
+    feats: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor | None,
+    steps: int,
+    mask: torch.Tensor | None,
+    tasks,
+    active: list[int],
+) -> int:
+    """:func:`fine_tune_head` for a :class:`~skocl._tasks.TaskHeads`: ``steps``
+    full-batch steps on the sum of the losses of the tasks in ``active`` (those that
+    some row labels), each averaged over its labelled rows. Only the heads of ``active``
+    tasks get a gradient: the optimizer leaves the others as they are (Adam would move a
+    head with a zero gradient by its momentum). Returns the number of steps skipped."""
+    params = [p for t in active for p in heads.heads[t].parameters() if p.requires_grad]
+    for p in heads.parameters():
+        p.grad = None
+    skipped = 0
+    for _ in range(steps):
+        loss = tasks.loss(heads(feats), y, w, mask, active)
+        skipped += not gradient_step(loss, optimizer, params)
+    return skipped
+
+
 @torch.no_grad()
 def features(trunk: nn.Module, rows: Rows, batch_size: int) -> torch.Tensor:
     """Trunk features of every row of ``rows``, without a graph (callers set eval
@@ -211,18 +246,25 @@ def features(trunk: nn.Module, rows: Rows, batch_size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_rows(
-    trunk: nn.Module, head: nn.Module, rows: Rows, batch_size: int, mask=None
+    trunk: nn.Module, head: nn.Module, rows: Rows, batch_size: int, mask=None, tasks=None
 ) -> np.ndarray:
     """Predicted class indices of every row of ``rows`` (callers set eval mode; ``mask``
-    added to the logits, as in :func:`forward`).
+    added to the logits, as in :func:`forward`); with ``tasks``, global indices of
+    shape ``(n, n_tasks)``.
     Rows requested whole stay on the device for the update that follows, so this runs
     under ``no_grad``, not ``inference_mode``, whose tensors autograd refuses."""
     parts = []
     for x in rows.slices(batch_size):
         z = head(trunk(x))
-        pred = (z if mask is None else z + mask).argmax(1)
+        masked = z if mask is None else z + mask
+        if tasks is None:
+            pred = masked.argmax(1)
+        else:
+            offsets = torch.as_tensor(tasks.offsets[:-1], device=z.device)
+            pred = tasks.argmax(masked) + offsets
         if not math.isfinite(z.sum().item()):  # no prediction is a wrong one
-            pred = pred.masked_fill(~torch.isfinite(z).all(1), -1)
+            bad = ~torch.isfinite(z).all(1)
+            pred = pred.masked_fill(bad if tasks is None else bad[:, None], -1)
         parts.append(pred)
     return _joined(parts).cpu().numpy()
 

@@ -8,7 +8,7 @@ from numbers import Number
 import numpy as np
 import scipy.sparse as sp
 from sklearn.model_selection import train_test_split
-from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight
 
 from ._modules import is_skorch_net, output_layer
@@ -157,11 +157,14 @@ def start_classes(param, module, classes, y, first_partial_fit: bool):
 
 
 def split_validation(X, y_idx, sw, fraction: float, seed: int):
-    """Hold out ``fraction`` of the rows (stratified when every class has two) for early
-    stopping: ``X_train, X_val, y_train, y_val, sw_train``."""
+    """Hold out ``fraction`` of the rows (stratified when every class has two; rows of
+    several tasks are not stratified) for early stopping: ``X_train, X_val, y_train,
+    y_val, sw_train``."""
     idx = np.arange(X.shape[0])
-    counts = np.bincount(y_idx)
-    stratify = y_idx if counts[counts > 0].min() >= 2 else None
+    stratify = None
+    if y_idx.ndim == 1:
+        counts = np.bincount(y_idx)
+        stratify = y_idx if counts[counts > 0].min() >= 2 else None
     train, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
     if len(train) == 0 or len(val) == 0:
         raise ValueError(
@@ -194,3 +197,121 @@ def encode_or_grow(classes: np.ndarray, y: np.ndarray, fixed: bool, head):
                 "with `classes`."
             ) from None
         return encode(grown, y), grown
+
+
+# ---------------------------------------------------------------------- several tasks
+def is_multi_output(y) -> bool:
+    """Whether ``y`` holds several tasks: 2-D with at least two columns (one column is
+    one task, as scikit-learn reads it)."""
+    shape = getattr(y, "shape", None)
+    if shape is None:
+        shape = np.shape(np.asarray(y, dtype=object))
+    return len(shape) == 2 and shape[1] >= 2
+
+
+def task_columns(y, n_rows: int) -> list[np.ndarray]:
+    """The columns of a multi-output ``y`` (array-like of shape (n_samples, n_tasks)),
+    each as a 1-D array; an error names a wrong shape."""
+    Y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+    if Y.ndim != 2:
+        raise ValueError(f"y must be 2-D (n_samples, n_tasks) here; got shape {Y.shape}.")
+    if Y.shape[0] != n_rows:
+        raise ValueError(f"X has {n_rows} rows but y has {Y.shape[0]}.")
+    return [Y[:, t] for t in range(Y.shape[1])]
+
+
+def missing_labels(column: np.ndarray) -> np.ndarray:
+    """Where a task's column has no label: NaN in a float column, None or NaN in an
+    object column."""
+    if column.dtype.kind == "f":
+        return np.isnan(column)
+    if column.dtype.kind == "O":
+        return np.array([v is None or (isinstance(v, float) and v != v) for v in column])
+    return np.zeros(len(column), dtype=bool)
+
+
+def present(column: np.ndarray, task: int) -> np.ndarray:
+    """The labels of a task's column that are there, checked as labels of one task."""
+    values = column[~missing_labels(column)]
+    if column.dtype.kind == "f" and len(values) and np.all(values == np.round(values)):
+        values = values.astype(np.int64)  # integer labels in a float column (NaN = none)
+    try:
+        check_label_types(values.tolist() if values.dtype.kind == "O" else values)
+        if values.dtype.kind == "O" and not any(isinstance(v, str) for v in values):
+            values = np.asarray(values.tolist())  # numbers in an object column
+        if len(values):
+            check_classification_targets(values)
+    except ValueError as exc:
+        raise ValueError(f"y column {task}: {exc}") from None
+    return values
+
+
+def start_task_classes(param, classes, columns: list[np.ndarray], first_partial_fit: bool):
+    """Per task, its label set (the ``classes`` argument of partial_fit or the
+    ``classes`` parameter: a list of array-likes, one per task; else the labels of its
+    column) and whether the label sets are fixed. ``fit`` (and a fixed label set) needs
+    two classes per task; a first ``partial_fit`` may start a task with one."""
+    given = classes if classes is not None else param
+    if given is not None and len(given) != len(columns):
+        raise ValueError(
+            f"classes gives {len(given)} label sets for y with {len(columns)} columns: "
+            "give one array of labels per column of y."
+        )
+    out = []
+    for t, column in enumerate(columns):
+        labels = present(column, t)
+        if given is not None:
+            out.append(unique_labels(given[t]))
+        elif len(labels):
+            out.append(unique_labels(labels))
+        else:
+            raise ValueError(
+                f"y column {t} has no label on any row: its label set is unknown. Give "
+                "it with `classes` (one array of labels per column of y)."
+            )
+        if len(out[-1]) < 2 and (given is not None or not first_partial_fit):
+            raise ValueError(
+                f"{'partial_fit' if first_partial_fit else 'fit'} needs at least 2 classes "
+                f"per task; y column {t} has 1 class: {out[-1][0]!r}."
+            )
+    return out, given is not None
+
+
+def encode_tasks(classes: list, columns: list[np.ndarray], fixed: list[bool]):
+    """Encode each task's column in its label set, ``-1`` where a label is missing.
+    A task whose label set is not ``fixed`` grows with labels outside it; a column past
+    the known tasks is a new task, its label set that of its labels.
+    Returns ``(local indices (n, n_tasks), grown)``, ``grown`` a list of
+    ``(task, grown classes)``; an error names the column."""
+    n = len(columns[0]) if columns else 0
+    idx = np.full((n, len(columns)), -1, dtype=np.int64)
+    grown = []
+    for t, column in enumerate(columns):
+        missing = missing_labels(column)
+        values = present(column, t)
+        if t >= len(classes):  # a new task
+            if not len(values):
+                raise ValueError(
+                    f"y column {t} is a new task but has no label on any row of this "
+                    "chunk: its label set is unknown."
+                )
+            new = unique_labels(values)
+            idx[~missing, t] = encode(new, values)
+            grown.append((t, new))
+            continue
+        known = classes[t]
+        try:
+            idx[~missing, t] = encode(known, values) if len(values) else []
+        except ValueError as exc:
+            if fixed[t]:
+                raise ValueError(
+                    f"y column {t}: {exc} The label sets were fixed by `classes`; labels "
+                    "outside them are rejected."
+                ) from None
+            try:
+                new = unique_labels(known, values)
+            except ValueError as mix:
+                raise ValueError(f"y column {t}: {exc} {mix}") from None
+            idx[~missing, t] = encode(new, values)
+            grown.append((t, new))
+    return idx, grown
