@@ -25,7 +25,8 @@ from sklearn.utils.validation import (
 from torch import nn
 
 from ._drift import make_detector
-from ._learner import Checkpoint, OnlineLearner, Settings
+from ._learner import OnlineLearner, Settings
+from ._learner_checkpoint import Checkpoint
 from ._modules import (
     ACTIVATIONS,
     AUTO_TRUNK_LR,
@@ -36,6 +37,7 @@ from ._modules import (
     resolve_device,
     takes_sparse,
 )
+from ._multi_output import TasksMixin
 from ._random import draw_seed
 from ._rows import Rows, make_rows
 from ._serving import ServingMixin
@@ -50,8 +52,6 @@ from ._validation import (
     encode_or_grow,
     encode_tasks,
     is_multi_output,
-    missing_labels,
-    present,
     split_validation,
     start_classes,
     start_task_classes,
@@ -62,7 +62,7 @@ from .exceptions import NonFiniteStepWarning
 _RESET_BY_VALIDATE = ("n_features_in_", "feature_names_in_")
 
 
-class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
+class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEstimator):
     r"""A PyTorch classifier that is pretrained with ``fit`` and keeps learning online
     with ``partial_fit``.
 
@@ -95,10 +95,11 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
     classes : array-like, default=None
         The full label set, fixed: labels outside it are an error. If None, ``fit``
         takes the labels of ``y`` and the label set grows when ``partial_fit`` meets
-        new labels (unless its ``classes`` argument fixes it).
+        new labels (unless its ``classes`` argument fixes it). For ``y`` with a column
+        per task, a list of label arrays, one per task.
     hidden_layer_sizes : tuple of int or "auto", default="auto"
         Widths of the default trunk's hidden layers. ``"auto"``: ``(256,)`` for dense
-        input, ``(64,)`` for sparse input (see the user guide's "Text streams").
+        input, ``(32,)`` for sparse input (see the user guide's "Text streams").
     activation : {"relu", "tanh", "logistic", "gelu", "identity"}, default="relu"
         Activation of the default trunk.
     dropout : float, default=0.0
@@ -144,7 +145,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         replay off.
     memory_strategy : {"class_balanced", "reservoir"}, default="class_balanced"
         Which rows the memory keeps: an equal share per class seen, each a uniform
-        sample of that class, or a uniform sample of every row seen.
+        sample of that class, or a uniform sample of every row seen. Rows of several
+        tasks, each with several labels, are always kept by reservoir.
     regularization : {"l2sp", "ewc"} or None, default=None
         Pull of the trunk toward its pretrained weights in ``partial_fit``: L2-SP, or
         EWC weighted by the Fisher information estimated at the end of ``fit``.
@@ -270,6 +272,15 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
     1700
     >>> bool(clf.score(X[1700:], y[1700:]) > 0.9)
     True
+
+    Several tasks over one trunk, a head each (NaN: a missing label):
+
+    >>> import numpy as np
+    >>> Y = np.column_stack([y, y % 2]).astype(float)
+    >>> Y[::2, 0] = np.nan
+    >>> multi = OnlineFineTuneClassifier(random_state=0).fit(X[:1000], Y[:1000])
+    >>> multi.predict(X[1700:1702]).shape, [len(c) for c in multi.classes_]
+    ((2, 2), [10, 2])
     """
 
     _parameter_constraints: dict = {
@@ -399,8 +410,10 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
             first layer reads the non-zeros) and with a module whose
             ``accepts_sparse`` is true; other modules get it densified one mini-batch
             at a time.
-        y : array-like of shape (n_samples,)
-            Labels of any type (ints, strings, booleans).
+        y : array-like of shape (n_samples,) or (n_samples, n_tasks)
+            Labels of any type (ints, strings, booleans). With several columns, each is
+            a task with its own head over the shared trunk; a missing label (NaN, None)
+            teaches its task nothing (see the user guide, "Several tasks").
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights of the samples in the loss.
 
@@ -434,8 +447,8 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The chunk; sparse as in :meth:`fit`.
-        y : array-like of shape (n_samples,)
-            Its labels.
+        y : array-like of shape (n_samples,) or (n_samples, n_tasks)
+            Its labels, as in :meth:`fit`; a column past the model's tasks adds one.
         classes : array-like of shape (n_classes,), default=None
             Every label the stream can hold; it fixes the label set, and a label
             outside it is an error. On later calls it must equal ``classes_``. When
@@ -478,28 +491,12 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
             self._count_skipped(skipped)
         return self
 
-    def _grow_tasks(self, local: np.ndarray, grown: list) -> np.ndarray:
-        """Of several tasks: grow the label sets in ``grown`` (``(task, classes)``;
-        a task past the known ones adds a head) and return the chunk's labels as global
-        indices."""
-        learner, classes = self.learner_, list(self.classes_)
-        for t, new in grown:
-            if t < len(classes):
-                learner.grow_task(t, np.searchsorted(new, classes[t]), len(new))
-                classes[t] = new
-            else:
-                learner.add_task(len(new))
-                classes.append(new)
-                self._fixed_classes = [*self._fixed_classes, False]
-        self.classes_ = classes
-        return learner.tasks.to_global(local)
-
     @contextlib.contextmanager
     def _all_or_nothing(self, X=None, keep_learner=True):
         """A call that fails (bad input, an exception in the user's module, a
         KeyboardInterrupt, a warning turned into an error) leaves the estimator as it
         was: its attributes, and the learner's weights, optimizer state, memory,
-        components and random stream (:class:`~skocl._learner.Checkpoint`; of a wide
+        components and random stream (:class:`~skocl._learner_checkpoint.Checkpoint`; of a wide
         sparse layer, the rows an update on ``X`` can change). A call that builds a new
         learner (``keep_learner=False``) leaves the old one untouched."""
         saved = {k: list(v) if type(v) is list else v for k, v in vars(self).items()}
@@ -597,33 +594,6 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         sw = check_weights(sample_weight, X, self._dtype)
         return X, y_idx, sw, grown
 
-    def _validate_task_chunk(self, X, y, classes, sample_weight):
-        """:meth:`_validate_chunk` of a model of several tasks: ``y`` with a column per
-        known task (more columns add tasks); returns task-local label indices and the
-        label sets that grow."""
-        X = self._check_X(X)
-        n_tasks = len(self.classes_)
-        columns = task_columns(y, X.shape[0]) if np.ndim(y) == 2 else None
-        if columns is None or len(columns) < n_tasks:
-            raise ValueError(
-                f"y has shape {np.shape(y)}; this model learns {n_tasks} tasks: y needs a "
-                f"column per task, shape (n_samples, {n_tasks}) or wider to add tasks (a "
-                "missing label is NaN in a float array, None in an object array)."
-            )
-        if classes is not None:
-            same = len(classes) >= n_tasks and all(
-                np.array_equal(known, unique_labels(given))
-                for known, given in zip(self.classes_, classes)
-            )
-            if not same:
-                raise ValueError(
-                    f"`classes={classes!r}` is not the same as on last call to "
-                    f"partial_fit, was: {self.classes_!r}"
-                )
-        local, grown = encode_tasks(self.classes_, columns, self._fixed_classes)
-        sw = check_weights(sample_weight, X, self._dtype)
-        return X, local, sw, grown
-
     def _start(self, classes, fixed, module, trunk, head, seed, device, sparse=False):
         """Forget everything and hold the new network (``sparse``: it reads sparse
         rows)."""
@@ -654,43 +624,6 @@ class OnlineFineTuneClassifier(ClassifierMixin, ServingMixin, BaseEstimator):
         self.n_skipped_steps_ = 0
         self.validation_scores_ = None
         self.best_validation_score_ = None
-
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy on ``(X, y)``; of several tasks, the subset accuracy.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Test samples.
-        y : array-like of shape (n_samples,) or (n_samples, n_tasks)
-            True labels. Of several tasks, a row counts as right when every label it
-            has is predicted (a missing label, NaN or None, is not scored), as
-            ``MultiOutputClassifier.score`` counts rows with every label given.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weights of the rows.
-
-        Returns
-        -------
-        score : float
-        """
-        if getattr(self, "learner_", None) is None or self.learner_.tasks is None:
-            return super().score(X, y, sample_weight)
-        pred = self.predict(X)
-        columns = task_columns(y, pred.shape[0])
-        if len(columns) != pred.shape[1]:
-            raise ValueError(
-                f"y has {len(columns)} columns; this model predicts {pred.shape[1]} tasks."
-            )
-        right = np.ones(pred.shape[0], dtype=bool)
-        for t, column in enumerate(columns):
-            labelled = ~missing_labels(column)
-            right[labelled] &= pred[labelled, t] == present(column, t)
-        return float(np.average(right, weights=sample_weight))
-
-    @property
-    def n_outputs_(self) -> int:
-        """Number of tasks (columns of ``y``): 1 for a model fitted on one."""
-        return len(self.classes_) if isinstance(self.classes_, list) else 1
 
     @property
     def drift_detector_(self):
