@@ -34,6 +34,7 @@ __all__ = [
     "evaluate_tasks",
     "forgetting",
     "forward_transfer",
+    "score_outputs",
 ]
 
 
@@ -64,10 +65,67 @@ def _check_matrix(R: ArrayLike, *, min_tasks: int, func: str) -> np.ndarray:
     return R
 
 
+def score_outputs(
+    estimator: Any,
+    X: ArrayLike,
+    y: ArrayLike,
+    metric: Callable[[ArrayLike, ArrayLike], float] = accuracy_score,
+) -> np.ndarray:
+    """Score each output of a multi-output classifier on its own.
+
+    A model of several tasks (``y`` of shape ``(n_samples, n_outputs)``, one column per
+    task) predicts a label per task; this scores column ``t`` of ``predict(X)`` against
+    column ``t`` of ``y`` over the rows that carry a label there (a missing label, NaN
+    or None, is not scored).
+
+    Parameters
+    ----------
+    estimator : object
+        A fitted estimator whose ``predict`` returns ``(n_samples, n_outputs)``.
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples, n_outputs)
+        True labels, missing ones as NaN (float arrays) or None (object arrays).
+    metric : callable, default=sklearn.metrics.accuracy_score
+        ``metric(y_true, y_pred)`` of one output.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_outputs,)
+        NaN for an output that no row labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyClassifier
+    >>> from skocl.metrics import score_outputs
+    >>> X = np.zeros((4, 1))
+    >>> Y = np.array([[1, 0], [1, 1], [1, 0], [1, 0]])
+    >>> model = DummyClassifier(strategy="most_frequent").fit(X, Y)
+    >>> score_outputs(model, X, np.array([[1, 0], [0, 1], [1, np.nan], [1, 0]]))
+    array([0.75      , 0.66666667])
+    """
+    from ._validation import missing_labels, present, task_columns
+
+    pred = np.asarray(estimator.predict(X))
+    columns = task_columns(y, pred.shape[0])
+    if pred.ndim != 2 or pred.shape[1] != len(columns):
+        raise ValueError(
+            f"score_outputs: y has {len(columns)} columns but predict gives shape "
+            f"{pred.shape}: one column per output is needed."
+        )
+    scores = np.full(len(columns), np.nan)
+    for t, column in enumerate(columns):
+        labelled = ~missing_labels(column)
+        if labelled.any():
+            scores[t] = metric(present(column, t), pred[labelled, t])
+    return scores
+
+
 def evaluate_tasks(
     estimator: Any,
     tasks: Sequence[tuple[ArrayLike, ArrayLike]],
     metric: Callable[[ArrayLike, ArrayLike], float] = accuracy_score,
+    output: int | None = None,
 ) -> np.ndarray:
     """Score a fitted estimator on the held-out set of every task.
 
@@ -85,6 +143,10 @@ def evaluate_tasks(
     metric : callable, default=sklearn.metrics.accuracy_score
         ``metric(y_true, y_pred)`` returning a float. Use a score where higher is
         better: the summaries read a fall in ``R`` as forgetting.
+    output : int, default=None
+        Of a multi-output estimator (one that learns several tasks, ``y`` with a
+        column per task): score column ``output`` only (:func:`score_outputs`), so that
+        the summaries report forgetting per output.
 
     Returns
     -------
@@ -116,7 +178,10 @@ def evaluate_tasks(
             raise ValueError(
                 f"evaluate_tasks: tasks[{j}] must be an (X_test, y_test) pair."
             ) from exc
-        row[j] = metric(y, estimator.predict(X))
+        if output is None:
+            row[j] = metric(y, estimator.predict(X))
+        else:
+            row[j] = score_outputs(estimator, X, y, metric)[output]
     return row
 
 

@@ -330,3 +330,31 @@ def test_input_errors(digits):
     clf = OnlineFineTuneClassifier(max_iter=2).fit(X[:50], Y[:50])
     with pytest.raises(ValueError, match=r"skorch's NeuralNetClassifier predicts one label"):
         clf.to_skorch()
+
+
+def test_metrics_report_each_task(digits):
+    from skocl.metrics import evaluate_tasks, forgetting, score_outputs
+
+    X, Y = digits
+    clf = OnlineFineTuneClassifier(random_state=0, max_iter=50).fit(X[:600], Y[:600])
+    Yf = Y[600:].astype(float)
+    Yf[::2, 1] = np.nan
+    scores = score_outputs(clf, X[600:], Yf)
+    pred = clf.predict(X[600:])
+    assert scores[0] == pytest.approx(np.mean(pred[:, 0] == Y[600:, 0]))
+    assert scores[1] == pytest.approx(np.mean(pred[1::2, 1] == Y[600:][1::2, 1]))
+    # Forgetting per task over two phases (digits 0-4, then 5-9).
+    low = Y[:, 0] < 5
+    phases = [(X[low][:300], Y[low][:300]), (X[~low][:300], Y[~low][:300])]
+    held_out = [(X[low][300:], Y[low][300:]), (X[~low][300:], Y[~low][300:])]
+    model = OnlineFineTuneClassifier(random_state=0, classes=[list(range(10)), [0, 1], [0, 1]])
+    rows = {t: [] for t in range(3)}
+    for Xp, Yp in phases:
+        for s in range(0, len(Xp), 100):
+            model.partial_fit(Xp[s : s + 100], Yp[s : s + 100])
+        for t in range(3):
+            rows[t].append(evaluate_tasks(model, held_out, output=t))
+    for t in range(3):
+        R = np.vstack(rows[t])
+        assert R.shape == (2, 2) and R[0, 0] > 0.75  # phase 1 learned, each task
+        assert 0 <= forgetting(R) <= 1
