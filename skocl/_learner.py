@@ -134,11 +134,11 @@ class OnlineLearner:
         self.user_module = user_module
         # A user's (pretrained) head has learned every class it has; a fresh one none.
         self.seen_classes = np.full(n_classes, user_module, dtype=bool)
+        self.tasks = Tasks(head.sizes) if isinstance(head, TaskHeads) else None
         self._update_mask()
         self.trunk_optimizer = self.head_optimizer = None
         self.sparse = sparse
         self.sparse_layers = sparse_layers(trunk)
-        self.tasks = Tasks(head.sizes) if isinstance(head, TaskHeads) else None
         if self.tasks is None:
             memory = SparseReplayMemory if sparse else ReplayMemory
             self.memory = memory(0, "class_balanced", n_features, dtype, device)
@@ -340,10 +340,14 @@ class OnlineLearner:
         """``mask``: ``-inf`` for the classes no row has shown yet, 0 for the others,
         None when every class has been shown. Added to the logits of the loss and of
         predictions: such a class is neither trained against nor predicted, as a class
-        that a growing label set does not have yet."""
+        that a growing label set does not have yet. Of several tasks, a task that no
+        row has labelled yet keeps all its classes (0): a task cannot predict none."""
         self.mask = None
         if not self.seen_classes.all():
             mask = np.where(self.seen_classes, 0.0, -np.inf)
+            for start, stop in () if self.tasks is None else self.tasks.bounds:
+                if not self.seen_classes[start:stop].any():
+                    mask[start:stop] = 0.0
             self.mask = torch.as_tensor(mask, dtype=self.dtype, device=self.device)
 
     def _check_anchor(self, s: Settings) -> None:

@@ -73,7 +73,7 @@ class ServingMixin:
         if tasks is None:
             idx = self._forward(X, _argmax)
             return self.classes_[idx]
-        idx = self._forward(X, tasks.argmax)
+        idx = tasks.argmax(self._forward(X))
         columns = [classes[idx[:, t]] for t, classes in enumerate(self.classes_)]
         kinds = {c.dtype.kind for c in columns}
         dtype = np.result_type(*columns) if len(kinds) == 1 else object

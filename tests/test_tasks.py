@@ -358,3 +358,22 @@ def test_metrics_report_each_task(digits):
         R = np.vstack(rows[t])
         assert R.shape == (2, 2) and R[0, 0] > 0.75  # phase 1 learned, each task
         assert 0 <= forgetting(R) <= 1
+
+
+def test_a_task_given_but_not_labelled_yet_does_not_stop_the_others(digits):
+    X, Y = digits
+    Yp = Y[:300].astype(float)
+    Yp[:, 0] = np.nan  # the digit task: its label set given, no label yet
+    clf = OnlineFineTuneClassifier(random_state=0)
+    trunk = weights(
+        clf.partial_fit(X[:100], Yp[:100], classes=[range(10), [0, 1], [0, 1]]).learner_.trunk
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no step skipped as non-finite
+        clf.partial_fit(X[100:200], Yp[100:200])
+    assert clf.n_skipped_steps_ == 0
+    assert not torch.equal(
+        next(iter(trunk.values())), next(iter(weights(clf.learner_.trunk).values()))
+    )
+    proba = clf.predict_proba(X[:5])[0]
+    assert np.isfinite(proba).all() and np.allclose(proba.sum(1), 1, rtol=1e-5)
