@@ -145,6 +145,24 @@ class TaskReplayMemory(ReplayMemory):
     def strategy(self, value: str) -> None:
         """Rows of several tasks are always kept by reservoir sampling."""
 
+    def sample(self, k: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``k`` rows drawn with replacement, task-balanced: each task draws an equal
+        share among the rows labelled for it, so a task labelled on few rows gets as many
+        replayed labels as the others (a uniform draw would give it its share of the
+        stream: 5 labels in 100 for a task labelled on 5% of rows)."""
+        labelled = (self.y >= 0).T
+        tasks = [t for t in range(labelled.shape[0]) if bool(labelled[t].any())]
+        if len(tasks) < 2:
+            return super().sample(k, gen)
+        shares = np.diff(np.linspace(0, k, len(tasks) + 1).round().astype(int))
+        idx = []
+        for t, share in zip(tasks, shares.tolist()):
+            rows = torch.nonzero(labelled[t]).flatten()
+            pick = torch.randint(len(rows), (share,), generator=gen).to(rows.device)
+            idx.append(rows[pick])
+        idx = torch.cat(idx)
+        return self.X[idx], self.y[idx]
+
     def add(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> None:
         """Offer rows and their labels (every task's) to the memory."""
         every_slot = torch.ones(len(self), dtype=torch.bool, device=self.y.device)

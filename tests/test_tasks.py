@@ -377,3 +377,18 @@ def test_a_task_given_but_not_labelled_yet_does_not_stop_the_others(digits):
     )
     proba = clf.predict_proba(X[:5])[0]
     assert np.isfinite(proba).all() and np.allclose(proba.sum(1), 1, rtol=1e-5)
+
+
+def test_replay_is_task_balanced(digits):
+    """A task labelled on few rows gets an equal share of the replayed labels."""
+    X, Y = digits
+    Yf = Y[:1000].astype(float)
+    Yf[np.random.RandomState(0).rand(1000) > 0.05, 0] = np.nan
+    clf = OnlineFineTuneClassifier(random_state=0, memory_size=2000)
+    for s in range(0, 1000, 100):
+        clf.partial_fit(X[s : s + 100], Yf[s : s + 100])
+    memory = clf.learner_.memory
+    assert (memory.y[:, 0] >= 0).float().mean() < 0.1  # kept as the stream gave them
+    _, y = memory.sample(300, torch.Generator().manual_seed(0))
+    assert (y[:, 0] >= 0).sum() >= 100  # a third of the draws, not 5%
+    assert (y >= 0).any(1).all()
