@@ -43,7 +43,6 @@ torch.set_num_threads(1)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import hashlib  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
@@ -57,6 +56,7 @@ import numpy as np  # noqa: E402
 import river  # noqa: E402
 import sklearn  # noqa: E402
 import skorch  # noqa: E402
+from _provenance import skocl_hash  # noqa: E402  (benchmarks/, the script's folder)
 from river.drift import ADWIN  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.linear_model import SGDClassifier  # noqa: E402
@@ -295,17 +295,6 @@ def git_commit():
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out + (" (skocl/ modified from it)" if dirty else "")
-
-
-def skocl_hash():
-    """A short hash of the imported skocl modules' source, to pin the code measured."""
-    h = hashlib.sha256()
-    files = {
-        getattr(m, "__file__", None) for n, m in sys.modules.items() if n.split(".")[0] == "skocl"
-    }
-    for f in sorted(Path(f) for f in files if f):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- main

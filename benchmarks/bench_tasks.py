@@ -103,7 +103,6 @@ torch.set_num_threads(1)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
@@ -111,10 +110,10 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
+from _provenance import skocl_hash  # noqa: E402  (benchmarks/, the script's folder)
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
@@ -223,17 +222,6 @@ def git_commit():
         ).stdout.strip()
     except Exception:  # noqa: BLE001
         return "unknown"
-
-
-def skocl_hash():
-    """A short hash of the imported skocl modules' source, to pin the code measured."""
-    h = hashlib.sha256()
-    files = {
-        getattr(m, "__file__", None) for n, m in sys.modules.items() if n.split(".")[0] == "skocl"
-    }
-    for f in sorted(Path(f) for f in files if f):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- 1. transfer
