@@ -204,7 +204,7 @@ def _infer_kinds(fmt: _CsvFormat, files: list[str], layout: _Layout, opts: _Opti
     That is the first ``chunksize`` rows of the first file, or of the first file
     with a row when the first ones hold only a header (or blank lines).
 
-    The target takes the narrowest of int, float, bool and string that reads every
+    A target takes the narrowest of int, float, bool and string that reads every
     value. A feature is a number when most of its values read as numbers (the others
     are then bad values); otherwise it is text, which needs ``as_frame=True``.
     """
@@ -233,7 +233,7 @@ def _infer_kinds(fmt: _CsvFormat, files: list[str], layout: _Layout, opts: _Opti
         if bad_utf8 is not None:
             text = text.drop_null()
         trimmed = pc.utf8_trim_whitespace(text)
-        if name == layout.target:
+        if name in layout.targets:
             if len(raw) == 0:
                 raise _fail(
                     path,
@@ -434,9 +434,10 @@ def read_csv(
         One file, a list of files, or glob patterns (their matches are read in sorted
         order; a pattern that matches nothing is an error). Files ending in ``.gz``
         (or another suffix pyarrow knows, such as ``.bz2``) are decompressed on the fly.
-    target : str or None
+    target : str, list of str or None
         Name of the label column; None for a stream without labels (for prediction),
-        whose chunks have ``y=None``.
+        whose chunks have ``y=None``; a list of two or more names for several targets,
+        a column of ``y`` each (see Notes).
     chunksize : int, default=10_000
         Rows per chunk. A chunk never spans two files, so the last chunk of each file
         may be shorter.
@@ -448,7 +449,8 @@ def read_csv(
         yielding the chunk that would hold it. ``"skip"`` drops bad rows, goes on and
         records each in the report.
     allow_nan : bool, default=False
-        Let missing features through as NaN. A missing target is always a bad row.
+        Let missing features through as NaN. A missing target is always a bad row (of
+        several targets, a row missing every one).
     as_frame : bool, default=False
         Yield ``X`` as a pandas DataFrame, where text feature columns stay text (for
         pipelines that encode them). With False, every feature must be numeric.
@@ -492,15 +494,24 @@ def read_csv(
     that later holds ``2.5`` has a bad row.
 
     Bad rows are: a wrong number of fields, a value that does not read as its
-    column's type, a missing target, a missing feature unless ``allow_nan``, an
-    infinite value (``inf``, ``-inf``, ``1e400``) in a feature or a float target, a
-    feature beyond ``max_abs`` (``1e39``, ``1e300`` by default), and a quote that is
-    never closed (the row then runs to the end of the file; the error and the report
-    give the lines it took, from-to). Empty
-    fields and pyarrow's null markers (``NA``, ``NaN``, ``null``...) are missing. A
-    row whose every field is empty (a blank line) holds nothing and is passed over,
-    as pandas and pyarrow do, without counting as bad. Every later file must have the
+    column's type, a missing target (of several, a row missing all), a missing feature
+    unless ``allow_nan``, an infinite value (``inf``, ``-inf``, ``1e400``) in a
+    feature or a float target, a feature beyond ``max_abs`` (``1e39``, ``1e300`` by
+    default), and a quote that is never closed (the row then runs to the end of the
+    file; the error and the report give the lines it took, from-to). Empty fields and
+    pyarrow's null markers (``NA``, ``NaN``, ``null``...) are missing. A row whose
+    every field is empty (a blank line) holds nothing and is passed over, as pandas
+    and pyarrow do, without counting as bad. Every later file must have the
     same header as the first; a column missing, moved or added is an error.
+
+    Several targets (``target`` a list; a list of one name is refused: pass the name
+    as a string) each take their type as the single target does. ``y`` then has shape
+    (n_rows, n_targets): float64 with NaN for a missing label when every target is
+    float, otherwise object, each label a Python value of its column's type (int,
+    float, bool, str) and None for a missing one, so that no label changes type. A
+    missing value in a target column is a missing label of that task, not a bad row;
+    a row where every target is missing is one ("no target value", charged to no
+    column).
 
     Line numbers count physical lines, the header being line 1; see the module
     documentation for how they are found. ``StreamChunk.rows`` holds the line of each

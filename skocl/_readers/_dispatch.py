@@ -48,7 +48,7 @@ def _formats_of(item: str) -> set[str]:
 
 
 def open_stream(
-    source: Any, *, target: str | None, chunksize: int = 10_000, **kwargs: Any
+    source: Any, *, target: str | list[str] | None, chunksize: int = 10_000, **kwargs: Any
 ) -> Iterator[StreamChunk]:
     """Open any supported source as a stream of chunks.
 
@@ -59,8 +59,9 @@ def open_stream(
         is told by the name, and a pattern's by the names of its matches, so that
         ``"data/*.csv*"`` reads plain and gzipped CSV files together) or in-memory
         data.
-    target : str or None
-        The label column, as in :func:`read_csv`; None for arrays (labels come in the
+    target : str, list of str or None
+        The label column, as in :func:`read_csv`, or a list of two or more label
+        columns for several targets (see Notes); None for arrays (labels come in the
         ``(X, y)`` tuple) and for streams without labels.
     chunksize : int, default=10_000
         Rows per chunk.
@@ -76,6 +77,19 @@ def open_stream(
     --------
     read_csv, read_parquet, iter_chunks : The readers this dispatches to.
 
+    Notes
+    -----
+    **Several targets.** With ``target`` a list of column names, each chunk's ``y``
+    has shape (n_rows, n_targets), a column per target in the order given, ready for
+    :meth:`~skocl.OnlineFineTuneClassifier.partial_fit` with one task per column. It
+    is float64 with NaN for a missing label when every target column is float;
+    otherwise object, each label a Python value of its column's type (int, float,
+    bool, str) and None for a missing one, so that no label changes type. A missing
+    value in one target is a missing label of that task; a row missing every target
+    is a bad row ("no target value"), raised or skipped by ``on_bad_rows`` in files,
+    an error in DataFrames. A list of one name is refused: a single target is a
+    string, and gives ``y`` of shape (n_rows,).
+
     Examples
     --------
     >>> import pandas as pd
@@ -83,6 +97,17 @@ def open_stream(
     >>> frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "label": ["x", "y", "x"]})
     >>> [c.y.tolist() for c in open_stream(frame, target="label", chunksize=2)]
     [['x', 'y'], ['x']]
+
+    Several targets: a missing label is None here, and a row with none is bad:
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "tasks.csv"
+    >>> _ = path.write_text("a,size,label\\n1,0,x\\n2,1,\\n3,,x\\n4,,\\n")
+    >>> stream = open_stream(path, target=["size", "label"], on_bad_rows="skip")
+    >>> [c.y.tolist() for c in stream]
+    [[[0, 'x'], [1, None], [None, 'x']]]
+    >>> [(line, reason) for _, line, _, reason in stream.report.rows]
+    [(5, "no target value: every target column ('size', 'label') is missing")]
     """
     if _is_pandas_frame(source) or _is_polars_frame(source):
         return iter_chunks(source, target=target, chunksize=chunksize, **kwargs)

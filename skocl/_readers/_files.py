@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from ._screen import _check_same_columns, _Layout, _select_columns
+from ._screen import _check_same_columns, _label_matrix, _Layout, _select_columns
 from ._types import StreamChunk, StreamError, _arrow, _ChunkStream, _fail, _Options
 
 if TYPE_CHECKING:
@@ -135,12 +135,27 @@ class _Assembler:
             X = np.empty((n, len(layout.features)), dtype=np.float64)
             for j, name in enumerate(layout.features):
                 X[:, j] = table.column(name).to_numpy()
-        y = None if layout.target is None else table.column(layout.target).to_numpy()
+        y = _labels(table, layout)
         rows = np.concatenate(lines).astype(np.int64, copy=False)
         chunk = StreamChunk(X, y, source, int(rows[0]), self.index, rows)
         self.index += 1
         self.offset += n
         return chunk
+
+
+def _labels(table: pa.Table, layout: _Layout) -> np.ndarray | None:
+    """``y`` of a chunk: the target column, or a column per target (see
+    :func:`_label_matrix`)."""
+    if not layout.several:
+        return table.column(layout.targets[0]).to_numpy() if layout.targets else None
+    columns = []
+    for name in layout.targets:
+        column = table.column(name)
+        if layout.kinds[name] == "float":
+            columns.append(column.to_numpy())  # NaN where a label is missing
+        else:
+            columns.append(np.array(column.to_pylist(), dtype=object))  # None there
+    return _label_matrix(columns)
 
 
 def _read_files(

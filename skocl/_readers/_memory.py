@@ -8,7 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from ._types import BadRowReport, StreamChunk, _check_chunksize, _ChunkStream, _fail, _show
+from ._screen import _label_matrix
+from ._types import (
+    BadRowReport,
+    StreamChunk,
+    _check_chunksize,
+    _ChunkStream,
+    _fail,
+    _show,
+    _targets_of,
+)
 
 
 def _is_pandas_frame(data: object) -> bool:
@@ -46,12 +55,15 @@ def _check_labels(y: np.ndarray, source: str, column: str | None, start: int) ->
 
 
 def _frame_chunks(
-    data: Any, target: str | None, chunksize: int, as_frame: bool, polars: bool
+    data: Any, target: Any, chunksize: int, as_frame: bool, polars: bool
 ) -> Iterator[StreamChunk]:
     source = "<polars.DataFrame>" if polars else "<DataFrame>"
-    if target is not None and target not in list(data.columns):
-        raise _fail(source, None, target, "no such column (the target)")
-    features = [name for name in data.columns if name != target]
+    targets = _targets_of(target)
+    for name in targets:
+        if name not in list(data.columns):
+            what = "a target" if len(targets) > 1 else "the target"
+            raise _fail(source, None, name, f"no such column ({what})")
+    features = [name for name in data.columns if name not in targets]
     for name in features:
         dtype = data.schema[name] if polars else data[name].dtype
         if polars:
@@ -83,26 +95,60 @@ def _frame_chunks(
         yield StreamChunk(X, y, source, None, index, None)
 
 
-def _frame_labels(part: Any, target: str, source: str, start: int, polars: bool) -> np.ndarray:
-    """The labels of a DataFrame slice as numpy; a missing one is an error."""
+def _frame_labels(part: Any, target: Any, source: str, start: int, polars: bool) -> np.ndarray:
+    """The labels of a DataFrame slice as numpy. Of one target, a missing label is an
+    error; of several (a list), ``y`` has a column per target (see
+    :func:`~skocl._readers._screen._label_matrix`) and a row with no label is an error."""
+    if not isinstance(target, list):
+        labels, missing = _frame_column(part, target, polars)
+        if missing.any():
+            i = start + int(np.flatnonzero(missing)[0])
+            raise _fail(source, None, target, f"missing target value in row {i} (0-based)")
+        return labels
+    columns, unlabelled = [], np.ones(len(part), dtype=bool)
+    for name in target:
+        labels, missing = _frame_column(part, name, polars)
+        columns.append(labels)
+        unlabelled &= missing
+    if unlabelled.any():
+        i = start + int(np.flatnonzero(unlabelled)[0])
+        names = ", ".join(map(repr, target))
+        raise _fail(
+            source,
+            None,
+            None,
+            f"no target value in row {i} (0-based): every target column ({names}) is missing",
+        )
+    return _label_matrix(columns)
+
+
+def _frame_column(part: Any, name: Any, polars: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A label column of a DataFrame slice as numpy, and where it has no label: NaN
+    there in a float column, None in any other."""
     if polars:
-        column = part.get_column(target)
+        column = part.get_column(name)
         missing = column.is_null().to_numpy()
         if column.dtype.is_float():
             missing = missing | column.is_nan().fill_null(True).to_numpy()
-    else:
-        column = part[target]
-        missing = column.isna().to_numpy()
-    if missing.any():
-        i = start + int(np.flatnonzero(missing)[0])
-        raise _fail(source, None, target, f"missing target value in row {i} (0-based)")
-    if polars:
-        return column.to_numpy()
+        elif missing.any():
+            # to_numpy would turn integers with nulls into floats.
+            return np.array(column.to_list(), dtype=object), missing
+        return column.to_numpy(), missing
+    column = part[name]
+    missing = column.isna().to_numpy()
     dtype = column.dtype
     if not isinstance(dtype, np.dtype) and getattr(dtype, "kind", "O") in "iufb":
-        # Masked (nullable) columns without missing values become plain numpy ones.
-        return column.to_numpy(dtype=dtype.numpy_dtype)
-    return column.to_numpy()
+        # Masked (nullable) columns become plain numpy ones where they can.
+        if dtype.kind == "f":
+            return column.to_numpy(dtype=dtype.numpy_dtype, na_value=np.nan), missing
+        if not missing.any():
+            return column.to_numpy(dtype=dtype.numpy_dtype), missing
+        return column.to_numpy(dtype=object, na_value=None), missing
+    labels = column.to_numpy()
+    if missing.any() and labels.dtype.kind != "f":
+        labels = labels.astype(object)
+        labels[missing] = None
+    return labels, missing
 
 
 def _array_chunks(X: Any, y: Any, chunksize: int, as_frame: bool) -> Iterator[StreamChunk]:
@@ -170,8 +216,10 @@ def iter_chunks(
         ``y``); an array takes them from ``y``.
     y : array-like of shape (n_samples,), default=None
         Labels, when they are not a column of ``data``.
-    target : str, default=None
-        Name of the label column of a DataFrame.
+    target : str or list of str, default=None
+        Name of the label column of a DataFrame; a list of two or more names for
+        several targets, a column of ``y`` each, as in :func:`read_csv` (a missing
+        label is then NaN in a float ``y``, None in an object one).
     chunksize : int, default=10_000
         Rows per chunk; the last may be shorter.
     as_frame : bool, default=False
@@ -188,7 +236,8 @@ def iter_chunks(
     ------
     StreamError
         While iterating: a target column that does not exist, a feature column that is
-        not numeric (with ``as_frame=False``), a missing label.
+        not numeric (with ``as_frame=False``), a missing label (of several targets, a
+        row with no label).
 
     Notes
     -----
@@ -205,12 +254,13 @@ def iter_chunks(
     [((2, 2), [0, 1]), ((2, 2), [0, 1]), ((1, 2), [1])]
     """
     _check_chunksize(chunksize)
+    targets = _targets_of(target)
     if target is not None and y is not None:
         raise ValueError("give the labels either as y or as the target column, not both")
     stream = _ChunkStream(BadRowReport(), target)
     if _is_pandas_frame(data) or _is_polars_frame(data):
         polars = _is_polars_frame(data)
-        stream.features = [name for name in data.columns if name != target]
+        stream.features = [name for name in data.columns if name not in targets]
         stream._chunks = _frame_chunks(data, target, int(chunksize), bool(as_frame), polars)
         if y is not None:
             stream._chunks = _with_labels(stream._chunks, np.asarray(y), len(data))

@@ -45,7 +45,7 @@ def _parquet_kinds(
     """Fix column kinds from the first file's schema; check later files against them."""
     for name in layout.used:
         family = _family(schema.field(name).type)
-        if name == layout.target:
+        if name in layout.targets:
             kind = {"null": "float", "other": "string"}.get(family, family)
         elif family in ("int", "float", "bool", "null"):
             kind = "float"
@@ -155,8 +155,9 @@ def read_parquet(
     ----------
     paths : str, path-like or list of them
         One file, a list of files, or glob patterns (matches in sorted order).
-    target : str or None
-        Name of the label column; None for a stream without labels.
+    target : str, list of str or None
+        Name of the label column; None for a stream without labels; a list of two or
+        more names for several targets, as in :func:`read_csv`.
     chunksize : int, default=10_000
         Rows per chunk; a chunk never spans two files.
     features : list of str, default=None
@@ -164,7 +165,8 @@ def read_parquet(
     on_bad_rows : {"raise", "skip"}, default="raise"
         As in :func:`read_csv`.
     allow_nan : bool, default=False
-        Let missing features through as NaN; a missing target is always bad.
+        Let missing features through as NaN; a missing target is always bad (of
+        several targets, a row missing every one).
     as_frame : bool, default=False
         Yield ``X`` as a pandas DataFrame; text columns then stay text.
     report : BadRowReport, default=None

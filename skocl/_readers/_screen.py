@@ -34,7 +34,10 @@ class _Layout:
 
     source: str
     names: list[str]
-    target: str | None
+    # The label columns: none, one, or several (``target`` given as a list), in which
+    # case a missing label is no fault and ``y`` has a column per target.
+    targets: list[str]
+    several: bool
     features: list[str]
     # used column -> "float", "int", "bool" or "string"
     kinds: dict[str, str] = field(default_factory=dict)
@@ -46,9 +49,7 @@ class _Layout:
     @property
     def used(self) -> list[str]:
         """Features and target, in the order of the file."""
-        wanted = set(self.features)
-        if self.target is not None:
-            wanted.add(self.target)
+        wanted = set(self.features) | set(self.targets)
         return [name for name in self.names if name in wanted]
 
 
@@ -60,16 +61,20 @@ def _select_columns(
         if name in seen:
             raise _fail(source, line, name, "the header names this column twice", unit)
         seen.add(name)
-    if opts.target is not None and opts.target not in seen:
-        raise _fail(source, line, opts.target, "no such column (the target)", unit)
+    targets = opts.targets
+    for name in targets:
+        if name not in seen:
+            what = "a target" if len(targets) > 1 else "the target"
+            raise _fail(source, line, name, f"no such column ({what})", unit)
     if opts.features is None:
-        features = [name for name in names if name != opts.target]
+        features = [name for name in names if name not in targets]
     else:
         features = list(opts.features)
         for name in features:
             if name not in seen:
                 raise _fail(source, line, name, "no such column (a selected feature)", unit)
-    return _Layout(source=source, names=list(names), target=opts.target, features=features)
+    several = isinstance(opts.target, list)
+    return _Layout(source, list(names), targets, several, features)
 
 
 def _check_same_columns(source: str, names: list[str], layout: _Layout, unit: str) -> None:
@@ -225,6 +230,26 @@ def _not_utf8_byte(value: object) -> int | None:
     return None
 
 
+def _label_matrix(columns: list[np.ndarray]) -> np.ndarray:
+    """The labels of several targets as one ``(n_rows, n_targets)`` array.
+
+    float64, NaN for a missing label, when every column is float; otherwise object,
+    each label a Python value of its column's type (int, float, bool, str) and None for
+    a missing one, so that no label changes type (an int column in float64 would read
+    back as floats). A float column marks a missing label with NaN, any other column
+    with None.
+    """
+    if all(column.dtype.kind == "f" for column in columns):
+        return np.column_stack(columns).astype(np.float64, copy=False)
+    Y = np.empty((len(columns[0]), len(columns)), dtype=object)
+    for j, column in enumerate(columns):
+        labels = column.tolist()
+        if column.dtype.kind == "f":
+            labels = [None if label != label else label for label in labels]
+        Y[:, j] = labels
+    return Y
+
+
 # ------------------------------------------------------------------ screening
 
 # A bad row found in a block: (line, column or None, reason, stops the stream whatever
@@ -252,17 +277,21 @@ def _screen(block: _Block, layout: _Layout, opts: _Options) -> tuple[np.ndarray,
 
     A row is charged to its first faulty column in file order: a value that does not
     convert, a missing target, a missing feature when NaN is not allowed, or a float
-    that is infinite or (for a feature) beyond ``max_abs``.
+    that is infinite or (for a feature) beyond ``max_abs``. Of several targets, a
+    missing one is a missing label, no fault; a row with none of them is bad, charged
+    to no column.
     """
     arrays, failures, raw, lines, blank = block
     n = len(lines)
     culprit = np.full(n, -1, dtype=np.intp)
     unreadable = np.zeros(n, dtype=bool)
     wild = np.zeros(n, dtype=bool)
+    unlabelled = np.full(n, layout.several)
     if blank is not None:
         culprit[blank] = -2
     used = layout.used
     for j, name in enumerate(used):
+        target = name in layout.targets
         fail = failures.get(name)
         if fail is not None:
             hit = fail & (culprit == -1)
@@ -271,22 +300,31 @@ def _screen(block: _Block, layout: _Layout, opts: _Options) -> tuple[np.ndarray,
         out = None
         if layout.kinds[name] == "float":
             # Labels are not bounded, only finite; a bound of inf still refuses inf.
-            bound = opts.max_abs if name != layout.target else np.inf
+            bound = np.inf if target else opts.max_abs
             miss, out = _odd_floats(arrays[name], min(bound, _FLOAT64_MAX))
         else:
             miss = _missing(arrays[name])
-        if miss is not None and (name == layout.target or not opts.allow_nan):
+        if target and layout.several:
+            # A missing label of one task is no fault; a row with none is (below).
+            unlabelled &= False if miss is None else miss
+        elif miss is not None and (target or not opts.allow_nan):
             culprit[miss & (culprit == -1)] = j
         if out is not None:
             hit = out & (culprit == -1)
             culprit[hit] = j
             wild |= hit
     items: list[_Item] = []
+    if layout.several:
+        names = ", ".join(map(repr, layout.targets))
+        reason = f"no target value: every target column ({names}) is missing"
+        for i in np.flatnonzero(unlabelled & (culprit == -1)):
+            items.append((int(lines[i]), None, reason, False))
+        culprit[unlabelled & (culprit == -1)] = -3  # bad, but no column's fault
     for i in np.flatnonzero(culprit >= 0):
         name = used[culprit[i]]
         if wild[i]:
             value = float(arrays[name][i].as_py())
-            reason = _range_reason(value, opts.max_abs, name == layout.target)
+            reason = _range_reason(value, opts.max_abs, name in layout.targets)
             items.append((int(lines[i]), name, reason, False))
         elif unreadable[i]:
             value = raw[name][i].as_py() if raw is not None else None
@@ -301,7 +339,7 @@ def _screen(block: _Block, layout: _Layout, opts: _Options) -> tuple[np.ndarray,
                     " of features)"
                 )
             items.append((int(lines[i]), name, reason, fatal))
-        elif name == layout.target:
+        elif name in layout.targets:
             items.append((int(lines[i]), name, "missing target value", False))
         else:
             items.append(

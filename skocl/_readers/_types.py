@@ -30,9 +30,12 @@ class StreamChunk(NamedTuple):
     X : ndarray of shape (n_rows, n_features) or pandas.DataFrame
         float64 features, in the order of ``features``; a DataFrame when the reader
         was called with ``as_frame=True`` (text columns then stay text).
-    y : ndarray of shape (n_rows,) or None
+    y : ndarray of shape (n_rows,) or (n_rows, n_targets), or None
         Labels, with the type inferred for the whole stream (int64, float64, bool or
-        object holding str); None when the stream has no target.
+        object holding str); of several targets (``target`` a list), a column per
+        target, float64 with NaN for a missing label when every target is float, else
+        object with each label of its column's type and None for a missing one. None
+        when the stream has no target.
     source : str
         The file the rows come from, or ``"<DataFrame>"``, ``"<polars.DataFrame>"``,
         ``"<ndarray>"`` for in-memory data.
@@ -139,11 +142,11 @@ class _ChunkStream(Iterator[StreamChunk]):
     features : list of str or None
         Names of the feature columns, in the order of ``X``; known once the first
         header is read (None before, and for arrays).
-    target : str or None
-        Name of the label column.
+    target : str, list of str or None
+        Name of the label column, or the names of several.
     """
 
-    def __init__(self, report: BadRowReport, target: str | None = None) -> None:
+    def __init__(self, report: BadRowReport, target: str | list[str] | None = None) -> None:
         self._chunks: Iterator[StreamChunk] = iter(())
         self.report = report
         self.features: list[str] | None = None
@@ -205,11 +208,34 @@ def _check_chunksize(chunksize: int) -> None:
         raise ValueError(f"chunksize must be at least 1, got {chunksize}")
 
 
+def _targets_of(target: Any) -> list:
+    """The label columns ``target`` names: none (None), one (a name) or several (a list).
+
+    A list of one name is refused rather than read as one target of shape (n_rows, 1),
+    which the estimator would take as a single task anyway.
+    """
+    if target is None:
+        return []
+    if not isinstance(target, list):
+        return [target]
+    if not target:
+        raise ValueError("target=[] names no column: pass None for a stream without labels")
+    if len(target) == 1:
+        raise ValueError(
+            f"target={target!r} names one column: pass it as a string, "
+            f"target={target[0]!r} (a list names several targets, one column of y each)"
+        )
+    twice = sorted({str(name) for name in target if target.count(name) > 1})
+    if twice:
+        raise ValueError(f"target names {', '.join(map(repr, twice))} twice")
+    return list(target)
+
+
 @dataclass
 class _Options:
     """The settings of a file reader, checked when the reader is called."""
 
-    target: str | None
+    target: str | list[str] | None
     features: list[str] | None
     chunksize: int
     on_bad_rows: str
@@ -218,10 +244,15 @@ class _Options:
     report: BadRowReport
     max_abs: float = FLOAT32_MAX
 
+    @property
+    def targets(self) -> list[str]:
+        """The label columns: none, one, or several when ``target`` is a list."""
+        return _targets_of(self.target)
+
     @classmethod
     def checked(
         cls,
-        target: str | None,
+        target: str | list[str] | None,
         chunksize: int,
         features: Any,
         on_bad_rows: str,
@@ -240,12 +271,14 @@ class _Options:
             or not max_abs > 0
         ):
             raise ValueError(f"max_abs must be a positive number, got {max_abs!r}")
+        targets = _targets_of(target)
         if features is not None:
             features = list(features)
             if len(set(features)) != len(features):
                 raise ValueError(f"features names a column twice: {features}")
-            if target is not None and target in features:
-                raise ValueError(f"the target {target!r} cannot also be a feature")
+            for name in targets:
+                if name in features:
+                    raise ValueError(f"the target {name!r} cannot also be a feature")
         return cls(
             target,
             features,
