@@ -17,6 +17,13 @@ import os
 import sys
 import time
 
+from ._cli_targets import check_model_targets as _check_model_targets
+from ._cli_targets import prediction_header as _prediction_header
+from ._cli_targets import prediction_rows as _prediction_rows
+from ._cli_targets import right as _right
+from ._cli_targets import subset_accuracy as _subset_accuracy
+from ._cli_targets import targets as _targets
+
 EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 
 
@@ -51,7 +58,15 @@ def _parse_param(text: str) -> tuple[str, object]:
 
 def _add_data_args(p: argparse.ArgumentParser, target_required: bool = True) -> None:
     p.add_argument("data", nargs="+", help="CSV (.csv, .csv.gz) or Parquet files, or a glob")
-    p.add_argument("--target", required=target_required, help="name of the label column")
+    p.add_argument(
+        "--target",
+        action="append",
+        required=target_required,
+        metavar="NAME",
+        help="name of the label column; give it again for several targets, one task each "
+        "(--target a --target b): a missing label then teaches its task nothing, and a "
+        "row with no label is a bad row",
+    )
     p.add_argument("--features", help="comma-separated feature columns (default: all others)")
     p.add_argument(
         "--chunksize", type=_positive_int, default=10_000, help="rows per chunk (10000)"
@@ -79,7 +94,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not standardise features with a StandardScaler learned online",
     )
-    p.add_argument("--classes", help="comma-separated label set (default: grows as labels appear)")
+    p.add_argument(
+        "--classes",
+        action="append",
+        help="comma-separated label set (default: grows as labels appear); with several "
+        "--target, give it once per target, in the same order",
+    )
     p.add_argument("--seed", type=int, default=None, help="random_state (0)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -95,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", type=_positive_int, default=12_000, help="rows in the stream (12000)")
 
-    p = sub.add_parser("train", help="learn from files chunk by chunk with partial_fit")
+    p = sub.add_parser(
+        "train",
+        help="learn from files chunk by chunk with partial_fit (one or several targets)",
+    )
     _add_data_args(p)
     _add_model_args(p)
     p.add_argument("--model", default="model.skocl", help="model file to write (model.skocl)")
@@ -125,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metric",
         action="append",
-        help="sklearn scorer name (repeatable; default accuracy)",
+        help="sklearn scorer name (repeatable; default accuracy); with several --target "
+        "only accuracy, the subset accuracy: a row is right when every label it has is "
+        "predicted",
     )
     p.add_argument("--no-learn", action="store_true", help="score only, do not learn")
     p.add_argument("--output", help="write the per-chunk scores to this CSV")
@@ -135,12 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the model after the run (what it learned) to PATH; may be --model",
     )
 
-    p = sub.add_parser("predict", help="predict labels for files, CSV out")
+    p = sub.add_parser(
+        "predict",
+        help="predict labels for files, CSV out: a column 'prediction', or "
+        "'prediction_<target>' for each target of a model of several",
+    )
     p.add_argument("model", help="a model file written by skocl train")
     p.add_argument("data", nargs="+", help="CSV or Parquet files, or a glob")
     p.add_argument("--chunksize", type=_positive_int, default=10_000)
     p.add_argument("--output", "-o", help="CSV file to write (default: standard output)")
-    p.add_argument("--proba", action="store_true", help="add a probability column per class")
+    p.add_argument(
+        "--proba",
+        action="store_true",
+        help="add a probability column per class, 'proba_<class>' (of several targets, "
+        "'proba_<target>_<class>')",
+    )
     return parser
 
 
@@ -192,8 +226,30 @@ def _stream(args, target, features=None):
     )
 
 
+def _one_or_several(args) -> None:
+    """An option given once holds its value, as before several were allowed (so that
+    model files and run records of one target stay as they were); given several
+    times, the list."""
+    for name in ("target", "classes"):
+        values = getattr(args, name, None)
+        if isinstance(values, list) and len(values) == 1:
+            setattr(args, name, values[0])
+
+
 def _classes(args):
-    return None if not args.classes else [_literal(c) for c in args.classes.split(",")]
+    """The label set of ``--classes``; of several targets, a list of them, one per
+    ``--target``."""
+    if not args.classes:
+        return None
+    given = args.classes if isinstance(args.classes, list) else [args.classes]
+    n_targets = len(_targets(args))
+    if len(given) != n_targets:
+        raise _UsageError(
+            f"{len(given)} --classes for {n_targets} --target: give --classes once per "
+            "--target, in the same order"
+        )
+    sets = [[_literal(c) for c in text.split(",")] for text in given]
+    return sets if n_targets > 1 else sets[0]
 
 
 def _literal(text: str):
@@ -258,6 +314,10 @@ def _finished_elsewhere(args, checkpoint) -> bool:
 
 
 def _check_columns_arg(args) -> None:
+    targets = _targets(args)
+    twice = sorted({name for name in targets if targets.count(name) > 1})
+    if twice:
+        raise _UsageError(f"--target names {', '.join(twice)} twice")
     if not args.features:
         return
     names = [name.strip() for name in args.features.split(",")]
@@ -266,8 +326,9 @@ def _check_columns_arg(args) -> None:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise _UsageError(f"--features names {', '.join(twice)} twice")
-    if args.target in names:
-        raise _UsageError(f"--features names the target {args.target!r}")
+    for target in targets:
+        if target in names:
+            raise _UsageError(f"--features names the target {target!r}")
 
 
 def _check_writable(path, option: str) -> None:
@@ -293,6 +354,7 @@ def _warm_start_model(args):
             "learned): finish it with --resume before continuing it with new files"
         )
     model = load(args.model)
+    _check_model_targets(args.model, model, args)
     features = _model_columns(args.model, model)
     if features is None:
         raise ValueError(
@@ -358,13 +420,15 @@ def _cmd_train(args) -> int:
             "(train a new model to change them)",
         )
     _check_columns_arg(args)
+    classes = _classes(args)
     _check_writable(args.model, "--model")
     # Saved with each checkpoint: predict reads the columns, --resume the run.
     columns: dict = {"target": args.target}
     checkpoint = Checkpoint(
         args.model, every=args.checkpoint_every, run=_run_record(args), extra=columns
     )
-    # The tally of the prequential accuracy (each chunk predicted before it is learned).
+    # The tally of the prequential accuracy (each chunk predicted before it is learned);
+    # of several targets, the subset accuracy (see _cli_targets.right).
     tally = {"chunks_done": 0, "rows_seen": 0, "scored": 0, "correct": 0}
     features = None
     if args.resume and checkpoint.exists() and not _finished_elsewhere(args, checkpoint):
@@ -392,7 +456,6 @@ def _cmd_train(args) -> int:
                 file=sys.stderr,
             )
     chunks = _stream(args, args.target, features)
-    classes = _classes(args)
     start, read, seconds = tally["chunks_done"], 0, 0.0
     with progress_bar(0 if args.quiet else 1) as bar:
         for i, chunk in enumerate(chunks):
@@ -405,8 +468,9 @@ def _cmd_train(args) -> int:
             t0 = time.perf_counter()
             with _columns_in_order(in_order):
                 if _is_fitted(model):
-                    tally["correct"] += int((model.predict(X) == y).sum())
-                    tally["scored"] += len(y)
+                    correct, scored = _right(model.predict(X), y)
+                    tally["correct"] += correct
+                    tally["scored"] += scored
                     model.partial_fit(X, y)
                 elif classes is not None:
                     model.partial_fit(X, y, classes=classes)
@@ -432,9 +496,12 @@ def _cmd_train(args) -> int:
         file=sys.stderr,
     )
     if tally["scored"]:
+        several = isinstance(args.target, list)
         print(
-            f"prequential accuracy: {tally['correct'] / tally['scored']:.4f} over "
-            f"{tally['scored']} rows (each chunk predicted before it was learned)",
+            f"prequential {'subset ' if several else ''}accuracy: "
+            f"{tally['correct'] / tally['scored']:.4f} over {tally['scored']} rows (each "
+            "chunk predicted before it was learned"
+            f"{'; a row is right when every label it has is predicted' if several else ''})",
             file=sys.stderr,
         )
     else:
@@ -449,6 +516,14 @@ def _cmd_evaluate(args) -> int:
     metrics = tuple(args.metric or ["accuracy"])
     _check_metrics(metrics)
     _check_columns_arg(args)
+    scorers = metrics
+    if isinstance(args.target, list):
+        if metrics != ("accuracy",):
+            raise _UsageError(
+                "with several --target, --metric can only be accuracy: the subset "
+                "accuracy, a row right when every label it has is predicted"
+            )
+        scorers = {"accuracy": _subset_accuracy}
     if args.no_learn and args.save:
         raise _UsageError("--save with --no-learn would save the model unchanged")
     for path, option in ((args.save, "--save"), (args.output, "--output")):
@@ -458,6 +533,7 @@ def _cmd_evaluate(args) -> int:
     if args.model:
         _check_no_model_options(args, "--model evaluates the saved model as it is")
         model = load(args.model)
+        _check_model_targets(args.model, model, args)
         features = _model_columns(args.model, model)
     else:
         model = _new_model(args)
@@ -465,7 +541,7 @@ def _cmd_evaluate(args) -> int:
     result = prequential(
         model,
         chunks,
-        metrics=metrics,
+        metrics=scorers,
         classes=_classes(args),
         learn=not args.no_learn,
         verbose=0 if args.quiet else 1,
@@ -515,19 +591,11 @@ def _cmd_predict(args) -> int:
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
         writer = csv.writer(out)
-        classes = model.classes_
-        header = ["prediction"] + ([f"proba_{c}" for c in classes] if args.proba else [])
-        writer.writerow(header)
+        writer.writerow(_prediction_header(args, model))
         for chunk in chunks:
             X, in_order = _model_input(model, chunks, chunk.X)
             with _columns_in_order(in_order):
-                if args.proba:
-                    proba = model.predict_proba(X)
-                    labels = classes[proba.argmax(1)]
-                    rows = zip(labels.tolist(), proba.tolist())
-                    writer.writerows([lab, *p] for lab, p in rows)
-                else:
-                    writer.writerows([lab] for lab in model.predict(X).tolist())
+                writer.writerows(_prediction_rows(model, X, args.proba))
         out.flush()
     except BrokenPipeError:
         # The reader of standard output stopped (``skocl predict ... | head``): that is
@@ -555,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``skocl`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _one_or_several(args)
     from ._checkpoint import CheckpointMismatch
     from .stream import StreamError
 

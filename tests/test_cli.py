@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 import skocl
 import skocl.cli
+from skocl._persist import read_meta
 from skocl.cli import main
 from skocl.datasets import make_drift_stream
 from skocl.stream import open_stream, prequential
@@ -541,6 +542,11 @@ def test_train_prints_its_prequential_accuracy(files, capsys):
         ["train", "a.csv", "--target", "label", "--features", "x0,x1,x0"],
         ["train", "a.csv", "--target", "label", "--model", "nowhere/m.skocl"],
         ["evaluate", "a.csv", "--target", "label", "--save", "nowhere/m.skocl"],
+        ["train", "a.csv", "--target", "label", "--target", "label"],
+        ["train", "a.csv", "--target", "label", "--target", "x0", "--features", "x0,x1"],
+        ["train", "a.csv", "--target", "label", "--target", "x0", "--classes", "red,blue"],
+        ["train", "a.csv", "--target", "label", "--classes", "red", "--classes", "blue"],
+        ["evaluate", "a.csv", "--target", "label", "--target", "x0", "--metric", "f1_macro"],
     ],
 )
 def test_every_bad_command_line_exits_with_2(argv, files, capsys, monkeypatch):
@@ -564,3 +570,123 @@ def test_a_file_without_data_rows_is_an_error_and_writes_nothing(body, tmp_path,
     assert "saved" not in err and not model.exists()
     code, out, err = run(["evaluate", empty, "--target", "label", "-q"], capsys)
     assert code == 1 and "no data rows" in err
+
+
+# ------------------------------------------------------------------ several targets
+
+
+@pytest.fixture
+def tasks(tmp_path):
+    """A CSV with two label columns, ``size`` (integers) and ``colour`` (text), each
+    missing on some rows and both on others."""
+    X, y, _ = make_drift_stream(1200, 6, 3, drift_points=(), random_state=0)
+    frame = pd.DataFrame(X.round(6), columns=[f"x{i}" for i in range(6)])
+    frame["size"] = pd.array(y, dtype="Int64")
+    frame["colour"] = np.where((y + (X[:, 0] > 0)) % 2 == 1, "odd", "even").astype(object)
+    frame.loc[frame.index % 5 == 1, "size"] = pd.NA
+    frame.loc[frame.index % 7 == 2, "colour"] = None
+    frame.loc[frame.index % 50 == 49, ["size", "colour"]] = None
+    path = tmp_path / "tasks.csv"
+    frame.to_csv(path, index=False)
+    return tmp_path, path, frame
+
+
+def _train_tasks(path, model, *extra):
+    argv = ["train", path, "--target", "size", "--target", "colour", "--chunksize", "300"]
+    return argv + [
+        "--model",
+        model,
+        "--on-bad-rows",
+        "skip",
+        "-q",
+        "-p",
+        "hidden_layer_sizes=(16,)",
+        *extra,
+    ]
+
+
+def test_several_targets_train_evaluate_and_predict(tasks, capsys):
+    tmp, path, frame = tasks
+    model = tmp / "m.skocl"
+    code, _, err = run(_train_tasks(path, model), capsys)
+    assert code == 0, err
+    unlabelled = int(frame[["size", "colour"]].isna().all(axis=1).sum())
+    assert f"skipped {unlabelled} bad row(s)" in err
+    assert "no target value: every target column ('size', 'colour') is missing" in err
+    assert f"trained on {1200 - unlabelled} rows in 4 chunks" in err
+    clf = skocl.load(model)[-1]
+    assert clf.n_outputs_ == 2
+    assert clf.classes_[0].tolist() == [0, 1, 2]
+    assert clf.classes_[1].tolist() == ["even", "odd"]
+    assert read_meta(model)["extra"]["target"] == ["size", "colour"]
+    # The tally is the subset accuracy of the model's score, chunk by chunk.
+    pipe = skocl.make_stream_pipeline(
+        StandardScaler(),
+        skocl.OnlineFineTuneClassifier(hidden_layer_sizes=(16,), random_state=0),
+    )
+    stream = open_stream(path, target=["size", "colour"], chunksize=300, on_bad_rows="skip")
+    subset = {"accuracy": lambda est, X, y: est.score(X, y)}
+    expected = prequential(pipe, stream, metrics=subset, verbose=0)
+    scored = 1200 - unlabelled - 300
+    assert f"prequential subset accuracy: {expected.running():.4f} over {scored} rows" in err
+    assert run(_train_tasks(path, model, "--resume"), capsys)[2].startswith("nothing to resume")
+
+    code, out, err = run(
+        ["evaluate", path, "--target", "size", "--target", "colour", "--model", model]
+        + ["--no-learn", "--on-bad-rows", "skip", "-q"],
+        capsys,
+    )
+    assert code == 0, err
+    chunk = next(open_stream(path, target=["size", "colour"], on_bad_rows="skip"))
+    features = pd.DataFrame(chunk.X, columns=[f"x{i}" for i in range(6)])
+    assert f"accuracy: {skocl.load(model).score(features, chunk.y):.4f}" in out
+    code, _, err = run(["evaluate", path, "--target", "size", "--model", model, "-q"], capsys)
+    assert code == 1 and "learned 2 target(s) (size, colour), but 1 --target" in err
+
+    code, out, err = run(["predict", model, path], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "prediction_size,prediction_colour"
+    pred_file = tmp / "pred.csv"
+    code, _, err = run(["predict", model, path, "--output", pred_file, "--proba"], capsys)
+    assert code == 0, err
+    pred = pd.read_csv(pred_file)
+    proba_size = ["proba_size_0", "proba_size_1", "proba_size_2"]
+    proba_colour = ["proba_colour_even", "proba_colour_odd"]
+    assert list(pred.columns) == ["prediction_size", "prediction_colour"] + proba_size + [
+        *proba_colour
+    ]
+    assert len(pred) == 1200  # predict reads every row, labelled or not
+    expected = skocl.load(model).predict(frame[[f"x{i}" for i in range(6)]])
+    assert pred["prediction_size"].tolist() == expected[:, 0].tolist()
+    assert pred["prediction_colour"].tolist() == expected[:, 1].tolist()
+    for columns in (proba_size, proba_colour):
+        np.testing.assert_allclose(pred[columns].sum(axis=1), 1, rtol=1e-5)
+
+
+def test_classes_of_several_targets_come_once_per_target(tasks, capsys):
+    tmp, path, _ = tasks
+    model = tmp / "m.skocl"
+    argv = _train_tasks(path, model, "--classes", "0,1,2,3", "--classes", "even,odd")
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    clf = skocl.load(model)[-1]
+    assert clf.classes_[0].tolist() == [0, 1, 2, 3]  # 3 never appears: the set is fixed
+    assert clf.classes_[1].tolist() == ["even", "odd"]
+
+
+def test_one_target_is_recorded_as_before(files, capsys):
+    """One --target and one --classes are saved as strings, as before several were
+    allowed: the run records of older checkpoints still match for --resume."""
+    tmp, a, *_ = files
+    model = tmp / "m.skocl"
+    code, _, err = run(_train(tmp, model, a, extra=["--classes", "blue,green,red"]), capsys)
+    assert code == 0, err
+    extra = read_meta(model)["extra"]
+    assert extra["target"] == "label"
+    assert extra["run"]["target"] == "label"
+    assert extra["run"]["classes"] == "blue,green,red"
+    assert run(_train(tmp, model, a, extra=["--resume"]), capsys)[0] == 2  # --classes differs
+    code, _, err = run(
+        _train(tmp, model, a, extra=["--resume", "--classes", "blue,green,red"]), capsys
+    )
+    assert code == 0 and "nothing to resume" in err
