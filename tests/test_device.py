@@ -240,3 +240,36 @@ def test_model_saved_for_cuda_loads_on_a_machine_without_it(data, tmp_path):
     loaded = skocl.load(tmp_path / "model.skocl")
     assert loaded.device == "cpu" and loaded.device_ == torch.device("cpu")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_several_tasks_on_device_keep_their_state_there_and_match_cpu(device, data):
+    """Heads per task, missing labels, task-balanced replay, a task added mid-stream."""
+    name, context, is_on_device = device
+    X, y = data
+    Y = np.column_stack([y, y % 2, (X[:, 0] > 0).astype(int)]).astype(float)
+    Y[::3, 1] = np.nan
+
+    def run(device_name):
+        params = {**PARAMS, "regularization": "l2sp", "drift_detector": "auto"}
+        clf = OnlineFineTuneClassifier(device=device_name, **params)
+        clf.fit(X[:400], Y[:400, :2])
+        for start in range(400, 800, 100):  # the third task arrives with this stream
+            clf.partial_fit(X[start : start + 100], Y[start : start + 100])
+        return clf
+
+    pytest.importorskip("river")
+    with context():
+        clf = run(name)
+        probas = clf.predict_proba(X)
+        states = [
+            *clf.module_.parameters(),
+            *(p for part in clf.learner_.served for p in part.parameters()),
+            clf.learner_.memory.X,
+            clf.learner_.memory.y,
+            *clf.learner_.anchor.head,
+        ]
+    assert len(clf.classes_) == 3 and all(is_on_device(t) for t in states)
+    cpu = run("cpu").predict_proba(X)
+    for proba, cpu_proba, labels in zip(probas, cpu, (y, y % 2, (X[:, 0] > 0).astype(int))):
+        assert_matches_cpu(name, proba, cpu_proba, labels)
