@@ -52,7 +52,7 @@ class ReplayMemory:
     def sample(self, k: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``k`` rows drawn uniformly with replacement."""
         idx = torch.randint(len(self), (k,), generator=gen).to(self.y.device)
-        return self.X[idx], self.y[idx]
+        return self.X.index_select(0, idx), self.y.index_select(0, idx)
 
     def join_batch(self, X, y, w, gen):
         """A trunk mini-batch ``(X, y, w)`` joined by replayed rows, each weighing the

@@ -54,7 +54,9 @@ class Rows:
                 return self._whole
             if isinstance(self._whole, SparseRows):
                 return self._whole.take(torch.arange(n)[idx] if isinstance(idx, slice) else idx)
-            return self._whole[idx if isinstance(idx, slice) else idx.to(self.device)]
+            if isinstance(idx, slice):
+                return self._whole[idx]
+            return self._whole.index_select(0, idx.to(self.device))
         X = self.X
         if whole:
             idx = slice(None)
@@ -64,7 +66,8 @@ class Rows:
                 self._whole = rows
             return rows
         if isinstance(X, torch.Tensor):
-            rows = X[idx]
+            # index_select: a gather of rows, several times faster than X[idx] on the CPU.
+            rows = X[idx] if isinstance(idx, slice) else X.index_select(0, idx)
         else:
             rows = to_tensor(
                 X[idx.numpy() if isinstance(idx, torch.Tensor) else idx].toarray(), self.dtype

@@ -139,15 +139,20 @@ class SparseRows:
         """The rows at positions ``rows`` (an int64 tensor; repeats allowed), in that
         order."""
         rows = rows.to(self.indptr.device)
-        starts = self.indptr[rows]
-        lengths = self.indptr[rows + 1] - starts
+        # index_select rather than t[rows] throughout: torch's advanced indexing on the
+        # CPU is about four times slower for the same gather.
+        starts = self.indptr.index_select(0, rows)
+        lengths = self.indptr.index_select(0, rows + 1) - starts
         indptr = torch.zeros(len(rows) + 1, dtype=self.indptr.dtype, device=self.indptr.device)
         torch.cumsum(lengths, 0, out=indptr[1:])
         total = int(indptr[-1])
         # Position k of the result reads source position starts[row(k)] + (k - indptr[row(k)]).
         shift = torch.repeat_interleave(starts - indptr[:-1], lengths, output_size=total)
         src = torch.arange(total, device=shift.device) + shift
-        return SparseRows(indptr, self.indices[src], self.values[src], self.n_features)
+        return SparseRows(
+            indptr, self.indices.index_select(0, src), self.values.index_select(0, src),
+            self.n_features,
+        )  # fmt: skip
 
     @staticmethod
     def cat(parts: Sequence[SparseRows]) -> SparseRows:

@@ -63,7 +63,9 @@ class Saved:
         self.t, self.rows = t, rows
         # detach() keeps the copy out of autograd; no no_grad() needed (it costs more
         # than the clone of a small tensor, and a checkpoint makes one per parameter).
-        self.values = t.detach().clone() if rows is None else t.detach()[rows]
+        # index_select, not t[rows]: advanced indexing of the rows of a wide table is
+        # several times slower (3.0 ms against 0.35 ms for 17k rows of Adam's moments).
+        self.values = t.detach().clone() if rows is None else t.detach().index_select(0, rows)
 
     @torch.no_grad()
     def restore(self) -> torch.Tensor:
@@ -101,7 +103,8 @@ class Transaction:
     @torch.no_grad()
     def finite(self) -> bool:
         parts = [
-            (w.t if w.rows is None else w.t[w.rows]).reshape(-1) for w in self.weights
+            (w.t if w.rows is None else w.t.index_select(0, w.rows)).reshape(-1)
+            for w in self.weights
         ]  # fmt: skip
         return math.isfinite(torch.cat(parts).sum().item())
 

@@ -161,7 +161,7 @@ class TaskReplayMemory(ReplayMemory):
             pick = torch.randint(len(rows), (share,), generator=gen).to(rows.device)
             idx.append(rows[pick])
         idx = torch.cat(idx)
-        return self.X[idx], self.y[idx]
+        return self.X.index_select(0, idx), self.y.index_select(0, idx)
 
     def add(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> None:
         """Offer rows and their labels (every task's) to the memory."""
