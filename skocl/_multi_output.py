@@ -54,6 +54,11 @@ class TasksMixin:
                     f"partial_fit, was: {self.classes_!r}"
                 )
         local, grown = encode_tasks(self.classes_, columns, self._fixed_classes)
+        if not (local >= 0).any():
+            raise ValueError(
+                "y has no label on any row of this chunk (every value is missing): it "
+                "would teach nothing."
+            )
         sw = check_weights(sample_weight, X, self._dtype)
         return X, local, sw, grown
 

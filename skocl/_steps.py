@@ -154,6 +154,8 @@ def train_epoch(
             continue
         if memory is not None and len(memory):
             Xb, yb, wb = memory.join_batch(Xb, yb, wb, gen)
+        if tasks is not None and not bool((yb >= 0).any()):
+            continue  # no label in the batch: a zero gradient would still move Adam
         loss = weighted_loss(head(trunk(Xb)), yb, wb, mask, tasks)
         grads = torch.autograd.grad(loss, params, materialize_grads=True)
         if penalty is not None:
@@ -234,6 +236,8 @@ def fine_tune_heads(
     for p in heads.parameters():
         p.grad = None
     skipped = 0
+    if not params:
+        return skipped
     for _ in range(steps):
         loss = tasks.loss(heads(feats), y, w, mask, active)
         skipped += not gradient_step(loss, optimizer, params)

@@ -164,7 +164,12 @@ class TaskReplayMemory(ReplayMemory):
         return self.X.index_select(0, idx), self.y.index_select(0, idx)
 
     def add(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> None:
-        """Offer rows and their labels (every task's) to the memory."""
+        """Offer rows and their labels (every task's) to the memory; a row without any
+        label has nothing to replay and is not kept."""
+        labelled = (y >= 0).any(1)
+        if not bool(labelled.all()):
+            keep = torch.nonzero(labelled).flatten()
+            X, y = X[keep], y[keep]
         every_slot = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
         self._reservoir(X, y, every_slot, self.capacity, gen, seen=int(self.seen[0]))
         self.seen = self.seen + len(y)

@@ -392,3 +392,16 @@ def test_replay_is_task_balanced(digits):
     _, y = memory.sample(300, torch.Generator().manual_seed(0))
     assert (y[:, 0] >= 0).sum() >= 100  # a third of the draws, not 5%
     assert (y >= 0).any(1).all()
+
+
+def test_rows_without_any_label(digits):
+    X, Y = digits
+    clf = OnlineFineTuneClassifier(random_state=0, max_iter=5).fit(X[:300], Y[:300])
+    chunk = Y[300:400].astype(float)
+    chunk[:50] = np.nan  # half the rows carry no label at all
+    clf.partial_fit(X[300:400], chunk)
+    assert (clf.learner_.memory.y >= 0).any(1).all()  # such rows are not kept for replay
+    before = weights(clf.module_)
+    with pytest.raises(ValueError, match="no label on any row of this chunk"):
+        clf.partial_fit(X[400:450], np.full((50, 3), np.nan))
+    assert_same_tree(before, weights(clf.module_))
