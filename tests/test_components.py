@@ -10,7 +10,7 @@ from torch import nn
 import skocl
 from skocl import OnlineFineTuneClassifier
 from skocl._continual import Anchor, ReplayMemory
-from skocl._drift import HISTORY, LEVEL_WEIGHT, DriftMonitor
+from skocl._drift import HISTORY, LEVEL_WEIGHT, REACTION_Z, DriftMonitor
 from skocl._fusion import EMAFusion, NoFusion, WiSEFusion, make_fusion
 from skocl.datasets import make_drift_stream
 
@@ -43,6 +43,17 @@ def test_monitor_reacts_only_when_the_error_rises_above_its_level():
     # A detection while the error rises above the level is acted on.
     assert monitor.observe(np.ones(10, bool), seen=20) is True
     assert monitor.drifts == [15, 25]
+
+
+def test_a_rise_within_the_noise_of_a_chunk_is_no_reaction():
+    n, level = 1000, 0.2
+    margin = REACTION_Z * np.sqrt(level * (1 - level) / n)
+    for rate, reacts in ((level + 0.5 * margin, False), (level + 2 * margin, True)):
+        monitor = DriftMonitor(FireOn(n))
+        monitor.level = level
+        errors = np.arange(n) < round(rate * n)
+        assert monitor.observe(errors, seen=0) is reacts
+        assert monitor.drifts == [n]  # the detection is recorded either way
 
 
 def test_monitor_state_is_bounded_and_restores_the_recent_errors():
