@@ -182,8 +182,8 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels.
+    classes_ : ndarray of shape (n_classes,), or list of such arrays
+        Class labels; of several tasks, one array per task (``n_outputs_`` of them).
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -207,9 +207,10 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
     n_skipped_steps_ : int
         Gradient steps skipped because their loss or gradients were not finite.
     drift_detector_ : object or None
-        The detector in use (a clone of ``drift_detector``).
+        The detector in use (a clone of ``drift_detector``); of several tasks, a list.
     drifts_ : list of int
-        Values of ``n_samples_seen_`` at which drifts were detected.
+        Values of ``n_samples_seen_`` at which drifts were detected; of several tasks,
+        a list per task.
     served_module_ : TrunkHeadNet
         The weights that predict: ``module_``'s trunk and head, or with ``fusion`` the
         fused copy of them.
