@@ -167,3 +167,18 @@ def test_a_target_missing_from_the_file_or_also_a_feature(path):
     with pytest.raises(StreamError, match="no such column \\(a target\\)") as info:
         next(iter_chunks(pd.read_csv(path), target=["a", "c"]))
     assert info.value.column == "c"
+
+
+def test_arrays_with_a_label_column_per_target():
+
+    X = np.arange(14.0).reshape(7, 2)
+    Y = np.array([[0, 1], [1, np.nan], [np.nan, 0], [1, 1], [0, 0], [1, 1], [0, 1]])
+    chunks = list(open_stream((X, Y), target=None, chunksize=3))
+    assert [c.y.shape for c in chunks] == [(3, 2), (3, 2), (1, 2)]
+    np.testing.assert_array_equal(np.vstack([c.y for c in chunks]), Y)
+    Y[4] = np.nan  # a row without any label is an error naming it
+    with pytest.raises(StreamError, match=r"no target value in row 4"):
+        list(open_stream((X, Y), target=None, chunksize=3))
+    objects = np.array([["a", None], [None, None]], dtype=object)
+    with pytest.raises(StreamError, match=r"no target value in row 1"):
+        list(open_stream((X[:2], objects), target=None))

@@ -34,7 +34,8 @@ def _object_missing(values: np.ndarray) -> np.ndarray:
     pd = sys.modules.get("pandas")
     if pd is not None:
         return np.asarray(pd.isna(values), dtype=bool)
-    return np.array([v is None or v != v for v in values], dtype=bool)
+    is_missing = np.frompyfunc(lambda v: v is None or v != v, 1, 1)
+    return np.asarray(is_missing(values), dtype=bool)
 
 
 def _labels_missing(y: np.ndarray) -> np.ndarray | None:
@@ -48,10 +49,15 @@ def _labels_missing(y: np.ndarray) -> np.ndarray | None:
 
 
 def _check_labels(y: np.ndarray, source: str, column: str | None, start: int) -> None:
+    """A missing label is an error; of labels with a column per target (2-D), only a
+    row whose every label is missing is (a missing label teaches its task nothing)."""
     missing = _labels_missing(y)
+    if missing is not None and y.ndim == 2:
+        missing = missing.all(1) if missing.all(1).any() else None
     if missing is not None:
         i = start + int(np.flatnonzero(missing)[0])
-        raise _fail(source, None, column, f"missing target value in row {i} (0-based)")
+        what = "no target value" if y.ndim == 2 else "missing target value"
+        raise _fail(source, None, column, f"{what} in row {i} (0-based)")
 
 
 def _frame_chunks(
@@ -158,12 +164,13 @@ def _array_chunks(X: Any, y: Any, chunksize: int, as_frame: bool) -> Iterator[St
         raise _fail(source, None, None, f"X must be 2-D, got an array of shape {X.shape}")
     if y is not None:
         y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
+        if y.ndim not in (1, 2) or len(y) != len(X):
             raise _fail(
                 source,
                 None,
                 None,
-                f"y must be 1-D with one label per row of X: shapes {X.shape}, {y.shape}",
+                "y must hold one label (1-D) or one label per target (2-D) per row of X: "
+                f"shapes {X.shape}, {y.shape}",
             )
     numeric = X.dtype.kind in "biuf"
     if not numeric and X.dtype.kind != "O":
@@ -214,8 +221,9 @@ def iter_chunks(
     data : pandas.DataFrame, polars.DataFrame or array-like of shape (n_samples, n_features)
         The rows. A DataFrame takes its labels from the ``target`` column (or from
         ``y``); an array takes them from ``y``.
-    y : array-like of shape (n_samples,), default=None
-        Labels, when they are not a column of ``data``.
+    y : array-like of shape (n_samples,) or (n_samples, n_targets), default=None
+        Labels, when they are not a column of ``data``; a column per target for several
+        (a missing label NaN or None; a row with none is an error naming it).
     target : str or list of str, default=None
         Name of the label column of a DataFrame; a list of two or more names for
         several targets, a column of ``y`` each, as in :func:`read_csv` (a missing
@@ -272,8 +280,10 @@ def iter_chunks(
 
 
 def _with_labels(chunks: Iterator[StreamChunk], y: np.ndarray, n: int) -> Iterator[StreamChunk]:
-    if y.ndim != 1 or len(y) != n:
-        raise _fail("<DataFrame>", None, None, f"y must be 1-D with {n} labels, got {y.shape}")
+    if y.ndim not in (1, 2) or len(y) != n:
+        raise _fail(
+            "<DataFrame>", None, None, f"y must be 1-D or 2-D with {n} rows, got {y.shape}"
+        )
     start = 0
     for chunk in chunks:
         labels = y[start : start + len(chunk.X)]
