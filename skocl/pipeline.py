@@ -348,6 +348,12 @@ class StreamPipeline(Pipeline):
             routed[name].partial_fit[param] = value
         return lambda idx, name: routed[name]
 
+    @property
+    def n_outputs_(self) -> int:
+        """Number of tasks the final estimator learns (see
+        :attr:`OnlineFineTuneClassifier.n_outputs_ <skocl.OnlineFineTuneClassifier>`)."""
+        return self._final_estimator.n_outputs_
+
     @available_if(_final_can_partial_fit)
     @_fit_context(
         # estimators in StreamPipeline.steps are not validated yet

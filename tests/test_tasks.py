@@ -262,7 +262,7 @@ def test_in_pipelines_searches_and_cross_validation(digits):
     )
     for s in range(0, 600, 100):
         stream.partial_fit(X[s : s + 100], Y[s : s + 100])
-    assert stream.predict(X[600:]).shape == (len(X) - 600, 3)
+    assert stream.predict(X[600:]).shape == (len(X) - 600, 3) and stream.n_outputs_ == 3
 
 
 def test_sparse_input_with_several_tasks(digits):
