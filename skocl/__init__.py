@@ -14,6 +14,7 @@ from ._version import __version__ as __version__  # re-exported
 _HOMES = {
     "OnlineFineTuneClassifier": "._classifier",
     "StreamPipeline": ".pipeline",
+    "TaskHeads": "._tasks",
     "TrunkHeadNet": "._modules",
     "load": "._persist",
     "make_stream_pipeline": ".pipeline",

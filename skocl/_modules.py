@@ -256,12 +256,6 @@ def make_module(params: dict, n_classes, X, seed: int, device: torch.device):
     Returns ``(module, trunk, head)`` on ``device`` in the ``dtype`` of ``params``.
     """
     source, n_features = params["module"], X.shape[1]
-    if isinstance(n_classes, list) and source is not None:
-        raise ValueError(
-            f"y has {len(n_classes)} columns (one task each): several tasks are learned "
-            "by the default network (module=None), which gives each task its own head "
-            "over a shared trunk. A module of your own computes one head."
-        )
     if source is None:
         hidden = hidden_sizes(params["hidden_layer_sizes"], sp.issparse(X))
         module = seeded_build(
@@ -292,14 +286,38 @@ def make_module(params: dict, n_classes, X, seed: int, device: torch.device):
     trunk, head = split_module(module, params["trunk_attr"], params["head_attr"])
     if nll:
         head = strip_softmax(head)
+    if isinstance(n_classes, list) != isinstance(head, TaskHeads) or (
+        isinstance(head, TaskHeads) and head.sizes != n_classes
+    ):
+        raise ValueError(_heads_mismatch(head, n_classes))
     for name, part in (("trunk", trunk), ("head", head)):
         if not any(p.requires_grad for p in part.parameters()):
             raise ValueError(f"The module's {name} has no trainable parameters.")
     dtype = DTYPES[params["dtype"]]
     module = module.to(device=device, dtype=dtype)
     if source is not None:
-        _check_output(module, trunk, head, X, n_classes, dtype, device)
+        total = sum(n_classes) if isinstance(n_classes, list) else n_classes
+        _check_output(module, trunk, head, X, total, dtype, device)
     return module, trunk, head
+
+
+def _heads_mismatch(head: nn.Module, n_classes) -> str:
+    """Why a module's head does not fit the tasks of y."""
+    if not isinstance(n_classes, list):
+        return (
+            "module's head is a TaskHeads (a head per task), but y has one column: give y "
+            f"a column per task ({len(head.heads)} of them)."
+        )
+    if not isinstance(head, TaskHeads):
+        return (
+            f"y has {len(n_classes)} columns (one task each), so the network needs a head "
+            "per task: make the module's head a skocl.TaskHeads of one nn.Linear per task, "
+            f"with {n_classes} outputs (the default network, module=None, builds it)."
+        )
+    return (
+        f"module's TaskHeads gives {head.sizes} outputs per task; y's tasks have "
+        f"{n_classes} classes."
+    )
 
 
 def hidden_sizes(hidden_layer_sizes, sparse: bool) -> tuple:

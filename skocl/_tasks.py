@@ -25,20 +25,43 @@ MISSING = -1
 
 
 class TaskHeads(nn.Module):
-    """One head per task over the shared trunk's features.
+    """One linear head per task over a shared trunk's features: the head of a network
+    that learns several tasks (``y`` with a column per task).
 
     ``forward`` returns the tasks' logits side by side: task ``t``'s are columns
-    ``offsets[t]:offsets[t + 1]``. Each head is its own module with its own parameters,
-    so a step of one task's loss moves only that head.
+    ``offsets[t]:offsets[t + 1]``. Each head is its own ``nn.Linear`` with its own
+    parameters, so a step of one task's loss moves only that head. The default network
+    builds one for ``y`` with several columns; a module of your own learns several tasks
+    when its head is one (one head per column of ``y``, each with one output per class).
 
     Parameters
     ----------
     heads : sequence of torch.nn.Linear
         The heads, in the order of the columns of ``y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from skocl import OnlineFineTuneClassifier, TaskHeads, TrunkHeadNet
+    >>> net = TrunkHeadNet(nn.Sequential(nn.Linear(4, 16), nn.ReLU()),
+    ...                    TaskHeads([nn.Linear(16, 3), nn.Linear(16, 2)]))
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.rand(60, 4).astype("float32")
+    >>> Y = np.column_stack([(X[:, 0] * 3).astype(int), X[:, 1] > 0.5])
+    >>> clf = OnlineFineTuneClassifier(net, tol=1e-2, random_state=0).fit(X, Y)
+    >>> clf.predict(X[:2]).shape, [len(c) for c in clf.classes_]
+    ((2, 2), [3, 2])
     """
 
     def __init__(self, heads) -> None:
         super().__init__()
+        heads = list(heads)
+        for t, head in enumerate(heads):
+            if not isinstance(head, nn.Linear):
+                raise TypeError(
+                    f"TaskHeads takes one nn.Linear per task; head {t} is a {type(head).__name__}."
+                )
         self.heads = nn.ModuleList(heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Several tasks over one trunk: y of shape (n_samples, n_tasks), a head per task."""
 
+import copy
 import warnings
 
 import numpy as np
@@ -323,7 +324,7 @@ def test_input_errors(digits):
     Yf[:, 2] = np.nan
     with pytest.raises(ValueError, match=r"y column 2 has no label on any row"):
         OnlineFineTuneClassifier().fit(X[:50], Yf)
-    with pytest.raises(ValueError, match=r"y has 3 columns .*default network"):
+    with pytest.raises(ValueError, match=r"y has 3 columns .*a head per task.*TaskHeads"):
         OnlineFineTuneClassifier(
             torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.Linear(8, 10))
         ).fit(X[:50], Y[:50])
@@ -405,3 +406,39 @@ def test_rows_without_any_label(digits):
     with pytest.raises(ValueError, match="no label on any row of this chunk"):
         clf.partial_fit(X[400:450], np.full((50, 3), np.nan))
     assert_same_tree(before, weights(clf.module_))
+
+
+def test_a_module_of_your_own_with_a_head_per_task(digits, tmp_path):
+    from skocl import TaskHeads, TrunkHeadNet
+
+    X, Y = digits
+    torch.manual_seed(0)
+    net = TrunkHeadNet(
+        torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU()),
+        TaskHeads([torch.nn.Linear(32, 10), torch.nn.Linear(32, 2)]),
+    )
+    clf = OnlineFineTuneClassifier(net, random_state=0).fit(X[:600], Y[:600, :2])
+    assert clf.module_.head.sizes == [10, 2] and net.head.sizes == [10, 2]  # a copy
+    clf.partial_fit(X[600:650], Y[600:650, :2])  # the online optimizers now hold state
+    old = [head_state(clf, t) for t in range(2)]
+    clf.set_params(trunk_epochs=0, head_steps=0)
+    clf.partial_fit(X[600:700], Y[600:700])  # a third task: a linear head joins
+    assert clf.module_.head.sizes == [10, 2, 2]
+    assert_same_tree(old, [head_state(clf, t) for t in range(2)])
+    clf.set_params(trunk_epochs=1, head_steps=3)
+    for s in range(700, 1200, 100):
+        clf.partial_fit(X[s : s + 100], Y[s : s + 100])
+    assert np.mean(clf.predict(X[1200:]) == Y[1200:], axis=0).min() > 0.75
+    path = skocl.save(clf, tmp_path / "own.skocl")
+    # An instance of the module as it now is (three heads); its weights are replaced.
+    instance = copy.deepcopy(clf.module_)
+    with torch.no_grad():
+        for p in instance.parameters():
+            p.zero_()
+    again = skocl.load(path, module=instance)
+    for a, b in zip(again.predict_proba(X[1200:]), clf.predict_proba(X[1200:])):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"TaskHeads gives \[10, 2\] outputs per task"):
+        OnlineFineTuneClassifier(net).fit(X[:100], np.column_stack([Y[:100, 0], Y[:100, 0]]))
+    with pytest.raises(TypeError, match="one nn.Linear per task"):
+        TaskHeads([torch.nn.Sequential(torch.nn.Linear(32, 2))])
