@@ -32,13 +32,9 @@ def right(pred, y) -> tuple[int, int]:
     scored when it has a label."""
     if y.ndim == 1:
         return int((pred == y).sum()), len(y)
-    import numpy as np
+    from ._validation import rows_right
 
-    from ._validation import missing_labels
-
-    missing = np.column_stack([missing_labels(column) for column in y.T])
-    right = (np.asarray(pred.astype(object) == y, dtype=bool) | missing).all(1)
-    labelled = ~missing.all(1)
+    right, labelled = rows_right(pred, list(y.T))
     return int((right & labelled).sum()), int(labelled.sum())
 
 

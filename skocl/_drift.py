@@ -72,6 +72,14 @@ class DriftMonitor:
         margin = REACTION_Z * math.sqrt(level * (1 - level) / len(errors))
         return drifted and rate > level + margin
 
+    def snapshot(self) -> DriftMonitor:
+        """A copy that later observations of this monitor leave alone (a checkpoint's;
+        ``recent`` and ``level`` are replaced, not changed, so they are shared)."""
+        other = copy.copy(self)
+        other.detector = copy.deepcopy(self.detector)
+        other.drifts = list(self.drifts)
+        return other
+
     def grow(self, growth) -> None:
         """Errors do not depend on the label set."""
 

@@ -3,7 +3,6 @@ all-or-nothing promise of every ``fit`` and ``partial_fit``)."""
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING
 
 import torch
@@ -54,15 +53,11 @@ class Checkpoint:
             for opt in (learner.trunk_optimizer, learner.head_optimizer)
             if opt is not None
         ]
-        parts = (learner, learner.memory, learner.fusion, learner.drift, learner.anchor)
+        parts = (learner, learner.memory, learner.fusion, learner.anchor)
         parts += learner.memory.parts
         self.attrs = [(obj, dict(vars(obj))) for obj in parts if obj is not None]
         self.seen = learner.memory.seen.clone()
-        if learner.tasks is None:
-            self.drifts = list(learner.drift.drifts)
-            self.detector = copy.deepcopy(learner.drift.detector)
-        else:  # one monitor per task, each small
-            self.drift = copy.deepcopy(learner.drift)
+        self.drift = learner.drift.snapshot()
         self.rng_state = learner.rng.state
 
     @torch.no_grad()
@@ -87,11 +82,7 @@ class Checkpoint:
             vars(obj).update(attrs)
         learner = self.learner
         learner.memory.seen = self.seen
-        if learner.tasks is None:
-            learner.drift.drifts = self.drifts
-            learner.drift.detector = self.detector
-        else:
-            learner.drift = self.drift
+        learner.drift = self.drift
         learner.rng.state = self.rng_state
         for module in (learner.module, learner.trunk, learner.head):
             module.eval()

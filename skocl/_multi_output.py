@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.multiclass import unique_labels
 
-from ._validation import check_weights, encode_tasks, missing_labels, present, task_columns
+from ._validation import check_weights, encode_tasks, rows_right, task_columns
 
 
 class TasksMixin:
@@ -71,8 +71,9 @@ class TasksMixin:
             Test samples.
         y : array-like of shape (n_samples,) or (n_samples, n_tasks)
             True labels. Of several tasks, a row counts as right when every label it
-            has is predicted (a missing label, NaN or None, is not scored), as
-            ``MultiOutputClassifier.score`` counts rows with every label given.
+            has is predicted (a missing label, NaN or None, is not scored, nor is a
+            row without any), as ``MultiOutputClassifier.score`` counts rows with
+            every label given.
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the rows.
 
@@ -88,11 +89,11 @@ class TasksMixin:
             raise ValueError(
                 f"y has {len(columns)} columns; this model predicts {pred.shape[1]} tasks."
             )
-        right = np.ones(pred.shape[0], dtype=bool)
-        for t, column in enumerate(columns):
-            labelled = ~missing_labels(column)
-            right[labelled] &= pred[labelled, t] == present(column, t)
-        return float(np.average(right, weights=sample_weight))
+        right, labelled = rows_right(pred, columns)
+        if not labelled.any():
+            raise ValueError("y has no label on any row: there is nothing to score.")
+        weights = None if sample_weight is None else np.asarray(sample_weight)[labelled]
+        return float(np.average(right[labelled], weights=weights))
 
     @property
     def n_outputs_(self) -> int:

@@ -259,6 +259,12 @@ class TaskDriftMonitor:
             if e is not None and len(e) and monitor.observe(e, seen)
         ]
 
+    def snapshot(self) -> TaskDriftMonitor:
+        """A copy that later observations leave alone (see DriftMonitor.snapshot)."""
+        other = copy.copy(self)
+        other.monitors = [monitor.snapshot() for monitor in self.monitors]
+        return other
+
     def grow(self, growth) -> None:
         """Errors do not depend on the label set."""
 

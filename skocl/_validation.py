@@ -315,3 +315,16 @@ def encode_tasks(classes: list, columns: list[np.ndarray], fixed: list[bool]):
             idx[~missing, t] = encode(new, values)
             grown.append((t, new))
     return idx, grown
+
+
+def rows_right(pred: np.ndarray, columns: list[np.ndarray]):
+    """Of several tasks: which rows ``pred`` (one column per task) gets right, every
+    label of the row predicted, and which rows carry a label at all (a row with none
+    is not scored). ``columns`` as :func:`task_columns` gives them."""
+    right = np.ones(pred.shape[0], dtype=bool)
+    labelled = np.zeros(pred.shape[0], dtype=bool)
+    for t, column in enumerate(columns):
+        has = ~missing_labels(column)
+        right[has] &= pred[has, t] == present(column, t)
+        labelled |= has
+    return right, labelled

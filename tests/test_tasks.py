@@ -402,6 +402,9 @@ def test_rows_without_any_label(digits):
     chunk[:50] = np.nan  # half the rows carry no label at all
     clf.partial_fit(X[300:400], chunk)
     assert (clf.learner_.memory.y >= 0).any(1).all()  # such rows are not kept for replay
+    # ... nor scored: score is the subset accuracy of the labelled rows only.
+    pred = clf.predict(X[350:400])
+    assert clf.score(X[300:400], chunk) == pytest.approx(np.all(pred == Y[350:400], 1).mean())
     before = weights(clf.module_)
     with pytest.raises(ValueError, match="no label on any row of this chunk"):
         clf.partial_fit(X[400:450], np.full((50, 3), np.nan))
