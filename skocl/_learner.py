@@ -476,37 +476,21 @@ class OnlineLearner:
         self.fusion.after_update(self.trunk, self.head, self.params, self.anchor)
 
     # ------------------------------------------------------------------ growth
-    def grow(self, positions: np.ndarray, n_classes: int) -> None:
-        """Grow the head to ``n_classes`` outputs, old class ``i`` moving to
-        ``positions[i]``: known classes keep their weights and optimizer state exactly,
-        new ones start as a fresh ``nn.Linear`` row would; every component follows."""
-        layer = output_layer(self.head, len(positions))
+    def grow(self, positions: np.ndarray, n_classes: int, task: int | None = None) -> None:
+        """Grow the head (of several tasks, task ``task``'s head) to ``n_classes``
+        outputs, old class ``i`` moving to ``positions[i]``: known classes keep their
+        weights and optimizer state exactly, new ones start as a fresh ``nn.Linear`` row
+        would; every component follows (of several tasks, the global label indices)."""
+        labels, tasks = positions, None
+        if task is None:
+            layer = output_layer(self.head, len(positions))
+        else:
+            layer = self.head.heads[task]
+            sizes = [n_classes if t == task else size for t, size in enumerate(self.tasks.sizes)]
+            tasks = Tasks(sizes)
+            labels = label_map(self.tasks, task, positions, tasks)
         optimizers = [o for o in (self.head_optimizer, self.trunk_optimizer) if o is not None]
         old_head_params = self.head_params
-        with self.rng.generator() as gen:
-            pairs = grow_linear(layer, positions, n_classes, optimizers, gen)
-            self.head_params = [p for p in self.head.parameters() if p.requires_grad]
-            growth = Growth(
-                positions, n_classes, pairs, old_head_params, self.head_params, gen, self.device
-            )
-            for _, component in self._components():
-                component.grow(growth)
-        # New classes come with the chunk that shows them: they count as seen.
-        seen = np.ones(n_classes, dtype=bool)
-        seen[positions] = self.seen_classes
-        self.seen_classes = seen
-        self._update_mask()
-
-    def grow_task(self, task: int, positions: np.ndarray, n_classes: int) -> None:
-        """Of several tasks: grow task ``task``'s head to ``n_classes`` outputs, its old
-        class ``i`` moving to ``positions[i]``, as :meth:`grow` grows one task's head;
-        the global label indices of every component follow."""
-        old = self.tasks
-        layer = self.head.heads[task]
-        optimizers = [o for o in (self.head_optimizer, self.trunk_optimizer) if o is not None]
-        old_head_params = self.head_params
-        new = Tasks([n_classes if t == task else size for t, size in enumerate(old.sizes)])
-        labels = label_map(old, task, positions, new)
         with self.rng.generator() as gen:
             pairs = grow_linear(layer, positions, n_classes, optimizers, gen)
             self.head_params = [p for p in self.head.parameters() if p.requires_grad]
@@ -516,8 +500,10 @@ class OnlineLearner:
             )  # fmt: skip
             for _, component in self._components():
                 component.grow(growth)
-        self.tasks = new
-        seen = np.ones(new.offsets[-1], dtype=bool)  # new classes come with their chunk
+        if tasks is not None:
+            self.tasks = tasks
+        # New classes come with the chunk that shows them: they count as seen.
+        seen = np.ones(n_classes if tasks is None else tasks.offsets[-1], dtype=bool)
         seen[labels] = self.seen_classes
         self.seen_classes = seen
         self._update_mask()

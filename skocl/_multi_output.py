@@ -21,7 +21,7 @@ class TasksMixin:
         learner, classes = self.learner_, list(self.classes_)
         for t, new in grown:
             if t < len(classes):
-                learner.grow_task(t, np.searchsorted(new, classes[t]), len(new))
+                learner.grow(np.searchsorted(new, classes[t]), len(new), task=t)
                 classes[t] = new
             else:
                 learner.add_task(len(new))
