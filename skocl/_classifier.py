@@ -18,11 +18,9 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import (
     check_consistent_length,
-    check_is_fitted,
     column_or_1d,
     validate_data,
 )
-from torch import nn
 
 from ._drift import make_detector
 from ._learner import OnlineLearner, Settings
@@ -646,53 +644,3 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
     def _import_state(self, attrs: dict, tensors: dict) -> OnlineFineTuneClassifier:
         """Rebuild the fitted state written by ``_export_state`` (same parameters)."""
         return import_state(self, attrs, tensors)
-
-    # ------------------------------------------------------------------ skorch
-    def to_skorch(self, **kwargs):
-        """A skorch ``NeuralNetClassifier`` carrying a copy of the weights that predict.
-
-        The skorch net computes ``head(trunk(X))`` with cross-entropy loss and the
-        weights this estimator predicts with (the fused ones when ``fusion`` is set), so
-        its ``predict_proba`` equals this estimator's (classes of a fixed label set that
-        no row has shown yet get a bias of ``-inf``: probability 0 in both). Like every
-        skorch net it expects ``X`` in the network's dtype (float32 by default) and its
-        ``predict`` returns indices into ``classes_``.
-
-        Parameters
-        ----------
-        **kwargs : dict
-            Further arguments of ``NeuralNetClassifier`` (``max_epochs``,
-            ``callbacks``, ...).
-
-        Returns
-        -------
-        net : skorch.NeuralNetClassifier
-            An initialized skorch net, ready to predict or to train further.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skocl import OnlineFineTuneClassifier
-        >>> X = np.random.RandomState(0).rand(60, 4).astype("float32")
-        >>> y = (X[:, 0] > 0.5).astype(int)
-        >>> clf = OnlineFineTuneClassifier(random_state=0).fit(X, y)
-        >>> skorch_net = clf.to_skorch()
-        >>> bool(np.allclose(skorch_net.predict_proba(X), clf.predict_proba(X), atol=1e-6))
-        True
-        """
-        from skorch import NeuralNetClassifier
-
-        check_is_fitted(self)
-        module = TrunkHeadNet(*self.learner_.served_copy())
-        params = dict(
-            criterion=nn.CrossEntropyLoss,
-            optimizer=OPTIMIZERS[self.optimizer],
-            lr=self.lr,
-            batch_size=self._settings().batch(200),
-            train_split=None,
-            classes=self.classes_,
-            device=str(self.device_),
-        )
-        params.update(kwargs)
-        skorch_net = NeuralNetClassifier(module, **params)
-        return skorch_net.initialize()

@@ -1,6 +1,6 @@
 """The prediction face of OnlineFineTuneClassifier: input checks on the hot path and
 ``predict``, ``predict_proba``, ``predict_log_proba``, ``decision_function`` over the
-served weights."""
+served weights, and ``to_skorch``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._modules import OPTIMIZERS, TrunkHeadNet
 from ._steps import forward
 from ._validation import FLOATS, cast
 
@@ -138,6 +139,56 @@ class ServingMixin:
             return self._forward(X, post)
         z = self._forward(X)
         return [post(torch.from_numpy(block)).numpy() for block in tasks.split(z)]
+
+    # ------------------------------------------------------------------ skorch
+    def to_skorch(self, **kwargs):
+        """A skorch ``NeuralNetClassifier`` carrying a copy of the weights that predict.
+
+        The skorch net computes ``head(trunk(X))`` with cross-entropy loss and the
+        weights this estimator predicts with (the fused ones when ``fusion`` is set), so
+        its ``predict_proba`` equals this estimator's (classes of a fixed label set that
+        no row has shown yet get a bias of ``-inf``: probability 0 in both). Like every
+        skorch net it expects ``X`` in the network's dtype (float32 by default) and its
+        ``predict`` returns indices into ``classes_``.
+
+        Parameters
+        ----------
+        **kwargs : dict
+            Further arguments of ``NeuralNetClassifier`` (``max_epochs``,
+            ``callbacks``, ...).
+
+        Returns
+        -------
+        net : skorch.NeuralNetClassifier
+            An initialized skorch net, ready to predict or to train further.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skocl import OnlineFineTuneClassifier
+        >>> X = np.random.RandomState(0).rand(60, 4).astype("float32")
+        >>> y = (X[:, 0] > 0.5).astype(int)
+        >>> clf = OnlineFineTuneClassifier(random_state=0).fit(X, y)
+        >>> skorch_net = clf.to_skorch()
+        >>> bool(np.allclose(skorch_net.predict_proba(X), clf.predict_proba(X), atol=1e-6))
+        True
+        """
+        from skorch import NeuralNetClassifier
+
+        check_is_fitted(self)
+        module = TrunkHeadNet(*self.learner_.served_copy())
+        params = dict(
+            criterion=torch.nn.CrossEntropyLoss,
+            optimizer=OPTIMIZERS[self.optimizer],
+            lr=self.lr,
+            batch_size=self._settings().batch(200),
+            train_split=None,
+            classes=self.classes_,
+            device=str(self.device_),
+        )
+        params.update(kwargs)
+        skorch_net = NeuralNetClassifier(module, **params)
+        return skorch_net.initialize()
 
 
 def _argmax(z):
