@@ -23,6 +23,7 @@ from sklearn.utils.validation import (
 )
 
 from ._drift import make_detector
+from ._head_rates import check_head_rates
 from ._learner import OnlineLearner, Settings
 from ._learner_checkpoint import Checkpoint
 from ._modules import (
@@ -137,6 +138,11 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         Learning rate of the head fine-tune in ``partial_fit``.
     head_steps : int, default=3
         Full-chunk gradient steps of the head fine-tune. ``0`` skips it.
+    head_rates : tuple of float, default=(1.0, 0.1, 0.01)
+        Multiples of ``head_lr`` at which copies of the head are fine-tuned side by
+        side; the one with the lowest recent prequential error predicts (``head_lr_``).
+        ``(1.0,)`` fine-tunes the head at ``head_lr`` alone. See the user guide's
+        "Choosing the head's rate".
     memory_size : int, default=2000
         Rows kept in the replay memory, replayed in every ``partial_fit`` against
         forgetting; ``fit`` fills it with a sample of its training rows. ``0`` turns
@@ -204,6 +210,10 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         Rows learned from by ``fit`` and ``partial_fit`` since the last ``fit``.
     n_skipped_steps_ : int
         Gradient steps skipped because their loss or gradients were not finite.
+    head_lr_ : float
+        The rate of the head copy that predicts: ``head_lr`` times the entry of
+        ``head_rates`` with the lowest recent prequential error; ``head_lr`` while the
+        head is fine-tuned at one rate (a head still learning, or several tasks).
     drift_detector_ : object or None
         The detector in use (a clone of ``drift_detector``); of several tasks, a list.
     drifts_ : list of int
@@ -304,6 +314,7 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         "trunk_epochs": [Interval(Integral, 0, None, closed="left")],
         "head_lr": [Interval(Real, 0, None, closed="left")],
         "head_steps": [Interval(Integral, 0, None, closed="left")],
+        "head_rates": [tuple, list],
         "memory_size": [Interval(Integral, 0, None, closed="left")],
         "memory_strategy": [StrOptions({"reservoir", "class_balanced"})],
         "regularization": [StrOptions({"l2sp", "ewc"}), None],
@@ -342,6 +353,7 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         trunk_epochs=1,
         head_lr=1e-2,
         head_steps=3,
+        head_rates=(1.0, 0.1, 0.01),
         memory_size=2000,
         memory_strategy="class_balanced",
         regularization=None,
@@ -376,6 +388,7 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         self.trunk_epochs = trunk_epochs
         self.head_lr = head_lr
         self.head_steps = head_steps
+        self.head_rates = head_rates
         self.memory_size = memory_size
         self.memory_strategy = memory_strategy
         self.regularization = regularization
@@ -519,6 +532,7 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         values = {name: getattr(self, name) for name in Settings.__dataclass_fields__}
         if values["trunk_lr"] == "auto":
             values["trunk_lr"] = AUTO_TRUNK_LR["sparse" if self.learner_.sparse else "dense"]
+        values["head_rates"] = check_head_rates(values["head_rates"])
         return Settings(**values)
 
     def _rows(self, X, y_idx, sw) -> Rows:
@@ -631,6 +645,11 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
     @property
     def drifts_(self):
         return self.learner_.drift.drifts
+
+    @property
+    def head_lr_(self):
+        rates = self.learner_.rates
+        return self.head_lr * (1.0 if rates is None or rates.values is None else rates.rate)
 
     @property
     def served_module_(self):

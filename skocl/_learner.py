@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._continual import Anchor, ReplayMemory, empirical_fisher
 from ._drift import DriftMonitor
 from ._fusion import NoFusion, make_fusion
+from ._head_rates import HeadRates
 from ._modules import (
     Growth,
     grow_linear,
@@ -62,6 +63,7 @@ class Settings:
     trunk_epochs: int
     head_lr: float
     head_steps: int
+    head_rates: tuple
     memory_size: int
     memory_strategy: str
     regularization: str | None
@@ -153,6 +155,8 @@ class OnlineLearner:
             else:
                 self.memory = TaskReplayMemory(0, "", n_features, dtype, device, k)
             self.drift = TaskDriftMonitor(detector, k)
+        # Of one task, the head is fine-tuned at several rates (HeadRates).
+        self.rates = HeadRates() if self.tasks is None else None
         self.anchor: Anchor | None = None
         self.fusion = NoFusion()
         self.settings: Settings | None = None
@@ -181,8 +185,10 @@ class OnlineLearner:
         """
         s = self.settings
         self._check_anchor(s)
-        if watch and self.drift.detector is not None:
-            self._watch(rows, s, seen)
+        watch = watch and self.drift.detector is not None
+        rates = self._several_rates(s)
+        if watch or rates:
+            self._look(rows, s, seen, watch, rates)
         self.see(rows.labels)
         self._set_rates(s)
         if self.anchor is None and self.user_module:
@@ -203,10 +209,32 @@ class OnlineLearner:
         self.fusion.after_update(self.trunk, self.head, self.params, self.anchor)
         return loss, skipped
 
-    def _watch(self, rows: Rows, s: Settings, seen: int) -> None:
-        """Predict the chunk before learning it and feed the errors to the drift
-        monitor (per task: the errors of the rows labelled for it)."""
-        pred = predict_rows(*self.served, rows, s.batch(len(rows)), self.mask, self.tasks)
+    def _several_rates(self, s: Settings) -> bool:
+        """Whether this update fine-tunes the head at several rates (:class:`HeadRates`)."""
+        rates = self.rates
+        if rates is None or len(rates.rates) < 2 or not (s.head_steps and s.head_lr > 0):
+            return False
+        rates.start(self.head_params, self.anchor is not None or self.user_module)
+        return not rates.off
+
+    def _look(self, rows: Rows, s: Settings, seen: int, watch: bool, rates: bool) -> None:
+        """Predict the chunk before learning it: each of the head's rates is scored on
+        it (``rates``) and the errors of the served weights feed the drift monitor
+        (``watch``), from one pass of the trunk when the live weights are served."""
+        pred = None
+        if rates:
+            feats = features(self.trunk, rows, s.batch(len(rows)))
+            pred = self.rates.score(self.head, self.head_params, feats, rows.y, rows.w, self.mask)
+        if watch:
+            served = pred is not None and self.served[1] is self.head
+            self._watch(rows, s, seen, pred.cpu().numpy() if served else None)
+
+    def _watch(self, rows: Rows, s: Settings, seen: int, pred=None) -> None:
+        """Feed the errors of the served weights' predictions ``pred`` of the chunk
+        (made here when None) to the drift monitor (per task: the errors of the rows
+        labelled for it)."""
+        if pred is None:
+            pred = predict_rows(*self.served, rows, s.batch(len(rows)), self.mask, self.tasks)
         if self.tasks is None:
             if self.drift.observe(pred != rows.labels, seen):
                 if len(self.memory):
@@ -226,6 +254,7 @@ class OnlineLearner:
 
     def _trunk_then_head(self, rows, s, memory, gen, txn) -> tuple[float, int]:
         loss, taken, skipped = float("nan"), 0, 0
+        rates = None
         batch = s.batch(len(rows))
         mask = self.mask
         if s.trunk_epochs and s.trunk_lr > 0:
@@ -249,10 +278,19 @@ class OnlineLearner:
                 feats, y, w = memory.join_features(feats, y, w, self.trunk, gen)
             self.head.train()
             if self.tasks is None:
-                k = fine_tune_head(
-                    self.head, self.head_optimizer, self.head_params, feats, y, w,
-                    s.head_steps, mask,
-                )  # fmt: skip
+
+                def step():
+                    return fine_tune_head(
+                        self.head, self.head_optimizer, self.head_params, feats, y, w,
+                        s.head_steps, mask,
+                    )  # fmt: skip
+
+                if self._several_rates(s):
+                    rates = copy.copy(self.rates)  # put back if the update is undone
+                    k = self.rates.fine_tune(step, self.head_optimizer, self.head_params,
+                                             s.head_lr)  # fmt: skip
+                else:
+                    k = step()
             else:
                 active = self.tasks.labelled(y.cpu().numpy())
                 k = fine_tune_heads(
@@ -271,6 +309,8 @@ class OnlineLearner:
             undone = not (txn.finite() and _finite_outputs(self.head, feats))
         if undone:
             txn.rollback()
+            if rates is not None:
+                self.rates = rates
             loss, skipped = float("nan"), skipped + taken
         return loss, skipped, undone
 
@@ -280,6 +320,8 @@ class OnlineLearner:
         self.settings = settings
         self.memory.capacity = settings.memory_size
         self.memory.strategy = settings.memory_strategy
+        if self.rates is not None and self.rates.rates != settings.head_rates:
+            self.rates = HeadRates(settings.head_rates)
         self.fusion = make_fusion(
             settings.fusion, settings.ema_decay, settings.wise_alpha, self.fusion
         )
@@ -454,6 +496,8 @@ class OnlineLearner:
             if stall > s.n_iter_no_change:
                 break
         else:
+            if self.rates is not None:  # a head still learning: head_lr alone
+                self.rates.off = True
             warnings.warn(
                 f"Stopped after max_iter={s.max_iter} epochs before the "
                 "optimization converged; raise max_iter or tol.",
@@ -574,7 +618,7 @@ class OnlineLearner:
 
     # ------------------------------------------------------------------ persistence
     def _components(self):
-        for name in ("memory", "anchor", "fusion", "drift"):
+        for name in ("memory", "anchor", "fusion", "drift", "rates"):
             component = getattr(self, name)
             if component is not None:
                 yield name, component
@@ -606,6 +650,8 @@ class OnlineLearner:
         self.memory.load_state_dict(state["memory"])
         self.fusion.load_state_dict(state["fusion"], self.trunk, self.head)
         self.drift.load_state_dict(state["drift"])
+        if self.rates is not None:
+            self.rates.load_state_dict(state.get("rates"), self.device, self.head_optimizer)
 
 
 def _argmax(z):

@@ -53,7 +53,7 @@ class Checkpoint:
             for opt in (learner.trunk_optimizer, learner.head_optimizer)
             if opt is not None
         ]
-        parts = (learner, learner.memory, learner.fusion, learner.anchor)
+        parts = (learner, learner.memory, learner.fusion, learner.anchor, learner.rates)
         parts += learner.memory.parts
         self.attrs = [(obj, dict(vars(obj))) for obj in parts if obj is not None]
         self.seen = learner.memory.seen.clone()

@@ -102,8 +102,9 @@ def test_partial_fit_is_trunk_step_then_head_fine_tune(small):
     X, y = small
     # The core update: no replay memory (fit would seed it), no drift detection.
     clf = fitted(
-        X, y, trunk_lr=1e-2, head_lr=5e-2, head_steps=4, memory_size=0, drift_detector=None
-    )
+        X, y, trunk_lr=1e-2, head_lr=5e-2, head_steps=4, memory_size=0, drift_detector=None,
+        head_rates=(1.0,),
+    )  # fmt: skip
     expected = manual_online_update(copy.deepcopy(clf.module_), X[:40], y[:40], 1e-2, 5e-2, 4)
     clf.partial_fit(X[:40], y[:40])
     for k, v in expected.state_dict().items():

@@ -6,15 +6,19 @@ growth, a user module, a skorch start, sparse input, float64, sample weights), t
 probabilities, weights and counters after ``fit`` and a fixed sequence of ``partial_fit``
 calls, recorded before the learner was moved out of the estimator (the sparse scenario
 recorded again when sparse input got its sparse first layer, and when the sparse default
-width became 32 and the sparse memory took each chunk in one offer). The test replays
-each scenario and asserts the same bits.
+width became 32 and the sparse memory took each chunk in one offer; the user-module
+scenario, and the new head-rates one, when a trained head got several rates). The test
+replays each scenario and asserts the same bits.
 
 Bit-identity holds for the torch build and CPU kernels the file was recorded with; on
 another torch version or CPU capability the test compares to a tight tolerance instead
 (the kernels' rounding differs there, not skocl's behaviour).
 
 Record again (only when a behaviour change is intended, and say so in the commit) with
-``python tests/test_golden.py``.
+``python tests/test_golden.py``, or only some scenarios with ``python
+tests/test_golden.py NAME ...`` (the others keep their recorded bits; the file was
+recorded with AVX2 kernels: on an AVX-512 machine set ``ATEN_CPU_CAPABILITY=avx2
+MKL_ENABLE_INSTRUCTIONS=AVX2`` to record, and test, at the same bits).
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ SCENARIOS = {
     "float64": ({"dtype": "float64", "classes": [0, 1, 2], "optimizer": "sgd"}, "plain"),
     "sample_weight": ({"early_stopping": True, "optimizer": "adamw"}, "weights"),
     "head_only": ({"trunk_lr": 0.0, "head_steps": 5, "batch_size": 64}, "plain"),
+    # A fit that converges: the head is then fine-tuned at several rates (HeadRates).
+    "head_rates": ({"max_iter": 300, "tol": 1e-2}, "plain"),
 }
 
 
@@ -158,7 +164,8 @@ def _fingerprint():
     return f"{torch.__version__}|{torch.backends.cpu.get_cpu_capability()}"
 
 
-def record(path=GOLDEN):
+def record(path=GOLDEN, names=None):
+    """Record every scenario, or only ``names`` (the others' arrays kept as they are)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -166,13 +173,18 @@ def record(path=GOLDEN):
     warnings.simplefilter("ignore", ConvergenceWarning)
     torch.set_num_threads(1)
     arrays = {"_fingerprint": np.array(_fingerprint())}
-    for name in SCENARIOS:
+    if names:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["_fingerprint"]) != _fingerprint():
+                raise SystemExit("recorded on another torch build or CPU: record them all")
+            arrays = {k: data[k] for k in data.files if k.split("/", 1)[0] not in names}
+    for name in names or SCENARIOS:
         for key, value in run_scenario(name).items():
             arrays[f"{name}/{key}"] = value
     path.parent.mkdir(exist_ok=True)
     np.savez_compressed(path, **arrays)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    print(f"recorded {len(SCENARIOS)} scenarios in {path} ({digest})")
+    print(f"recorded {len(names or SCENARIOS)} scenarios in {path} ({digest})")
 
 
 @pytest.fixture(scope="module")
@@ -197,4 +209,6 @@ def test_same_bits_as_recorded(name, golden):
 
 
 if __name__ == "__main__":
-    record()
+    import sys
+
+    record(names=sys.argv[1:])

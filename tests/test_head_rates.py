@@ -1,0 +1,138 @@
+"""The head fine-tuned at several rates (``head_rates``): a trained head is not spoiled
+by the online step, a switched concept is still followed, and the copies are part of
+the model's state (all-or-nothing calls, growth, save and load)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from _util import assert_same_tree
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+import skocl
+from skocl import OnlineFineTuneClassifier
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def quickstart_curve(X, y, **params):
+    """The README quickstart: fit on 500 rows, then 10 partial_fit of 100 rows;
+    accuracy on the last 297 rows after fit and after each call."""
+    clf = OnlineFineTuneClassifier(random_state=0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # the fit converges
+        clf.fit(X[:500], y[:500])
+    curve = [clf.score(X[1500:], y[1500:])]
+    for s in range(500, 1500, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+        curve.append(clf.score(X[1500:], y[1500:]))
+    return clf, np.array(curve)
+
+
+def test_a_fitted_model_is_not_made_worse_by_the_online_step(digits):
+    X, y = digits
+    clf, curve = quickstart_curve(X, y)
+    assert np.max(curve[:-1] - curve[1:]) <= 0.01  # 0.003 on this seed
+    assert curve[-1] >= curve[0]
+    rates = clf.learner_.rates
+    assert not rates.off and rates.scored == 10
+    assert clf.head_lr_ == clf.head_lr * rates.rates[rates.current]
+    # The single rate, the rule before head_rates: the first call costs 5+ points.
+    _, single = quickstart_curve(X, y, head_rates=(1.0,))
+    assert single[0] - single[1] > 0.03
+
+
+def test_the_served_copy_is_the_head_and_every_copy_is_fine_tuned(digits):
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    before = [p.detach().clone() for p in clf.module_.head.parameters()]
+    clf.partial_fit(X[500:600], y[500:600])
+    rates = clf.learner_.rates
+    assert len(rates.values) == 3
+    head = list(clf.module_.head.parameters())
+    for p, v in zip(head, rates.values[rates.current]):
+        assert torch.equal(p.detach(), v)
+    # Each copy moved from the fitted head, the faster ones further.
+    moves = [sum(float((v - b).abs().sum()) for v, b in zip(vs, before)) for vs in rates.values]
+    assert 0 < moves[2] < moves[1] < moves[0]
+
+
+def test_a_concept_switch_after_fit_is_followed_at_the_full_rate(digits):
+    X, y = digits
+    flipped = (y + 1) % 10  # every label moves: the concept switched
+    scores = {}
+    for rates in [(1.0, 0.1, 0.01), (1.0,)]:
+        clf = OnlineFineTuneClassifier(random_state=0, head_rates=rates).fit(X[:500], y[:500])
+        for s in range(500, 1500, 100):
+            clf.partial_fit(X[s : s + 100], flipped[s : s + 100])
+        assert clf.head_lr_ == clf.head_lr
+        scores[rates] = clf.score(X[1500:], flipped[1500:])
+    assert scores[(1.0, 0.1, 0.01)] > 0.7  # 0.761; head_lr alone: 0.764
+    assert scores[(1.0, 0.1, 0.01)] >= scores[(1.0,)] - 0.02
+
+
+def test_a_head_still_learning_keeps_head_lr_alone(digits):
+    X, y = digits
+    scratch = OnlineFineTuneClassifier(random_state=0)
+    for s in range(0, 300, 100):
+        scratch.partial_fit(X[s : s + 100], y[s : s + 100], classes=np.arange(10))
+    assert scratch.learner_.rates.off and scratch.learner_.rates.values is None
+    assert scratch.head_lr_ == scratch.head_lr
+    with pytest.warns(ConvergenceWarning):
+        short = OnlineFineTuneClassifier(max_iter=2, random_state=0).fit(X[:300], y[:300])
+    short.partial_fit(X[300:400], y[300:400])
+    assert short.learner_.rates.off and short.head_lr_ == short.head_lr
+
+
+def test_saved_and_loaded_the_copies_resume_exactly(digits, tmp_path):
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    for s in range(500, 800, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    again = skocl.load(skocl.save(clf, tmp_path / "model.skocl"))
+    assert_same_tree(clf.learner_.rates.state_dict(), again.learner_.rates.state_dict())
+    for s in range(800, 1100, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+        again.partial_fit(X[s : s + 100], y[s : s + 100])
+    np.testing.assert_array_equal(clf.predict_proba(X[1500:]), again.predict_proba(X[1500:]))
+    assert clf.head_lr_ == again.head_lr_
+
+
+def test_every_copy_grows_with_the_label_set(digits):
+    X, y = digits
+    old = y < 5
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[old][:400], y[old][:400])
+    clf.partial_fit(X[:100], y[:100])  # brings classes 5-9
+    rates = clf.learner_.rates
+    for values in rates.values:
+        assert values[0].shape == (10, clf.module_.head.in_features)
+        assert values[1].shape == (10,)
+    for s in range(100, 1000, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    assert clf.score(X[1500:], y[1500:]) > 0.8
+
+
+@pytest.mark.parametrize(
+    "rates, match",
+    [((), r"at least one"), ((1.0, -0.1), r"head_rates\[1\] is -0.1"),
+     ((1.0, float("nan")), r"head_rates\[1\] is nan"), (("fast",), r"head_rates\[0\]")],
+)  # fmt: skip
+def test_bad_head_rates_are_an_error_naming_the_entry_before_any_change(digits, rates, match):
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    clf.partial_fit(X[500:600], y[500:600])
+    before = clf.learner_.state_dict()
+    weights = [p.detach().clone() for p in clf.module_.parameters()]
+    clf.set_params(head_rates=rates)
+    with pytest.raises(ValueError, match=match):
+        clf.partial_fit(X[600:700], y[600:700])
+    assert_same_tree(before, clf.learner_.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(weights, clf.module_.parameters()))
+    with pytest.raises(ValueError, match=match):
+        OnlineFineTuneClassifier(head_rates=rates).fit(X[:100], y[:100])
