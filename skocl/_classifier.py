@@ -649,7 +649,7 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
     @property
     def head_lr_(self):
         rates = self.learner_.rates
-        return self.head_lr * (1.0 if rates is None or rates.values is None else rates.rate)
+        return self.head_lr * (1.0 if rates is None or rates.weight is None else rates.rate)
 
     @property
     def served_module_(self):

@@ -7,64 +7,72 @@ import math
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 # Multiples of ``head_lr`` at which copies of the head are fine-tuned side by side.
-# Chosen by benchmarks/bench_defaults.py (issue 10; benchmarks/DEFAULTS.md,
-# "2026-12-06 05:00"): (1, 0.1, 0.01) keeps the README quickstart from falling after a
-# partial_fit (largest drop 0.075 to 0.003, 5 seeds) with the river streams'
-# prequential accuracy, Split-/Permuted-Digits and class-incremental digits unchanged
-# within their seeds' spread; (1, 0.1) and (1, 0.01) left drops of 0.02-0.03.
+# Chosen by benchmarks/bench_defaults.py (issue 10; benchmarks/DEFAULTS.md, "Several
+# head rates"): (1, 0.1, 0.01) keeps the README quickstart from falling after a
+# partial_fit (largest drop 0.075 to 0.003, 5 seeds) and follows a switched concept
+# as fast as head_lr alone; (1, 0.1) and (1, 0.01) left drops of 0.02-0.03.
 RATES = (1.0, 0.1, 0.01)
-# Weight of the older chunks in a candidate's running error rate.
+# Weight of the older chunks in a copy's running error rate.
 DECAY = 0.5
-# Another candidate is served when its running error rate is below the served one's by
-# more than this many binomial standard errors of a chunk's rate: a candidate that is
-# better by chance on one chunk does not take over (without the margin the quickstart's
-# largest drop was 0.009; with 1 or 2, 0.003).
+# Another copy is served when its running error rate is below the served one's by more
+# than this many binomial standard errors of a chunk's rate: a copy that is better by
+# chance on one chunk does not take over (without the margin the quickstart's largest
+# drop was 0.009; with 1 or 2, 0.003).
 SWITCH_Z = 1.0
+BETAS, EPS = (0.9, 0.999), 1e-8  # torch's Adam defaults, which skocl's optimizers use
 
 
 class HeadRates:
-    """Copies of the head fine-tuned at several multiples (``rates``) of ``head_lr``
-    on the same features; the learner serves the copy with the lowest recent error.
+    """Copies of a linear head fine-tuned at several multiples (``rates``) of
+    ``head_lr`` on the same features; the learner serves the copy with the lowest
+    recent prequential error.
 
     Every chunk is first predicted by each copy (on the trunk's features before the
     update): its error rate joins the copy's running rate (``errors``, an exponential
-    average with weight ``1 - DECAY`` on the newest chunk). Then every copy is
-    fine-tuned, with its own optimizer state, and the served copy (``current``) changes
-    when another's running error is lower by more than ``SWITCH_Z`` standard errors. A
-    high rate follows a concept that switches; a low one does not spoil a head that was
-    trained on more rows than a chunk holds (a fresh ``fit`` then a ``partial_fit``).
-    Until two chunks are scored the lowest rate is served. Only a head trained before
-    its first update has copies; one that is still learning keeps ``head_lr`` alone
-    (:meth:`start`).
+    average with weight ``1 - DECAY`` on the newest chunk). Then every copy takes the
+    head's steps from its own weights and Adam moments, and the served copy
+    (``current``) changes when another's running error is lower by more than
+    ``SWITCH_Z`` standard errors. A high rate follows a concept that switches; a low
+    one does not spoil a head trained on more rows than a chunk holds (a ``fit`` then a
+    ``partial_fit``). The copies are one stacked weight tensor, so all of them cost one
+    matrix product per step.
 
-    The copies are replaced, never changed in place, so that a checkpoint's shallow
-    copy of this object restores it.
+    Only a head trained before its first update has copies (:meth:`start`); the others,
+    and heads that are not a plain ``nn.Linear`` or optimizers other than Adam and
+    AdamW, keep ``head_lr`` alone (``off``). The copies are replaced, never changed in
+    place, so that a checkpoint's shallow copy of this object restores it.
 
     Attributes
     ----------
     rates : tuple of float
         The multiples of ``head_lr``.
-    values : list of list of Tensor or None
-        Per copy, its values of the head's parameters (None before the first update).
-    states : list of list of dict
-        Per copy and parameter, the optimizer's state.
+    weight, bias : Tensor or None
+        The copies' weights, ``(n_rates, n_classes, width)`` and ``(n_rates,
+        n_classes)`` (None before the first update).
+    moments : list of Tensor
+        Adam's first and second moments of ``weight`` and ``bias``.
+    steps : int
+        Adam steps taken (all copies step together).
     errors : ndarray of shape (n_rates,)
         Running error rate per copy.
     current : int
-        The served copy (its values are the head's).
+        The served copy (its weights are the head's).
     scored : int
         Chunks scored.
     off : bool
-        Whether the head keeps ``head_lr`` alone: it learns from scratch, or ``fit``
-        stopped at ``max_iter`` (:meth:`start`).
+        Whether the head keeps ``head_lr`` alone.
     """
 
     def __init__(self, rates=RATES) -> None:
         self.rates = tuple(rates)
-        self.values: list | None = None
-        self.states: list = []
+        self.weight: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+        self.moments: list = []
+        self.steps = 0
         self.errors = np.zeros(len(self.rates))
         self.current = int(np.argmin(self.rates))
         self.scored = 0
@@ -76,78 +84,97 @@ class HeadRates:
         """The served multiple of ``head_lr``."""
         return self.rates[self.current]
 
-    def start(self, params, trained: bool) -> None:
-        """At the first update: make the copies from the head's ``params`` when the
-        head is ``trained`` (by a ``fit`` that converged, or a user's network), serving
-        the lowest rate first; a head that learns from scratch, or after a ``fit`` that
-        stopped at ``max_iter``, keeps ``head_lr`` alone (``off``): there a slow copy
+    def start(self, head, optimizer: str, trained: bool) -> None:
+        """At the first update: copy ``head`` when it is ``trained`` (by a ``fit`` that
+        converged, or a user's network), a plain ``nn.Linear`` with a bias, and the
+        ``optimizer`` is Adam or AdamW, serving the lowest rate first. Otherwise the
+        head keeps ``head_lr`` alone (``off``): a head that learns from scratch, or after
+        a ``fit`` that stopped at ``max_iter``, is still learning, and there a slow copy
         looks better on the next chunks than it ends up (see the user guide)."""
-        if self.values is not None or self.off:
+        if self.weight is not None or self.off:
             return
-        if not trained:
+        plain = type(head) is nn.Linear and head.bias is not None
+        if not (trained and plain and optimizer in ("adam", "adamw")):
             self.off = True
             return
-        self.values = [[p.detach().clone() for p in params] for _ in self.rates]
-        self.states = [[{} for _ in params] for _ in self.rates]
+        k = len(self.rates)
+        with torch.no_grad():
+            self.weight = head.weight.detach().unsqueeze(0).repeat(k, 1, 1)
+            self.bias = head.bias.detach().unsqueeze(0).repeat(k, 1)
+        self.moments = [torch.zeros_like(t) for t in (self.weight, self.bias) * 2]
         self.current = int(np.argmin(self.rates))
 
     @torch.no_grad()
-    def score(self, head, params, feats, y, w, mask) -> torch.Tensor:
+    def score(self, feats, y, w, mask) -> torch.Tensor:
         """Add each copy's error on a chunk (``feats``: the trunk's features of its
         rows before the update, ``w``: row weights or None) to its running rate.
         Returns the served copy's predictions (-1 where its logits are not finite)."""
-        served = [p.detach().clone() for p in params]
-        wrong, served_pred = [], None
-        for k, values in enumerate(self.values):
-            _load(params, values)
-            z = head(feats)
-            pred = (z if mask is None else z + mask).argmax(1)
-            if not math.isfinite(z.sum().item()):  # no prediction is a wrong one
-                pred = pred.masked_fill(~torch.isfinite(z).all(1), -1)
-            wrong.append(pred != y)
-            if k == self.current:
-                served_pred = pred
-        _load(params, served)
-        wrong = torch.stack(wrong).to(feats.dtype)
+        z = _logits(self.weight, self.bias, feats)
+        pred = (z if mask is None else z + mask).argmax(2)
+        if not math.isfinite(z.sum().item()):  # no prediction is a wrong one
+            pred = pred.masked_fill(~torch.isfinite(z).all(2), -1)
+        served = pred[:, self.current]
+        wrong = (pred != y[:, None]).to(feats.dtype)
         weight = float(len(y)) if w is None else float(w.sum())
         if weight <= 0:  # rows that weigh nothing say nothing
-            return served_pred
+            return served
         # One read from the device for every copy's error.
-        errors = np.asarray((wrong.mean(1) if w is None else wrong @ w / weight).tolist())
+        errors = np.asarray((wrong.mean(0) if w is None else w @ wrong / weight).tolist())
         if self.scored:
             errors = DECAY * self.errors + (1 - DECAY) * errors
         self.errors = errors
         self.scored += 1
         self.rows = weight
-        return served_pred
+        return served
 
-    def fine_tune(self, step, optimizer, params, lr: float) -> int:
-        """Fine-tune every copy, from its own values and optimizer state, with
-        ``step()`` (the head's steps on fixed features, returning the number skipped)
-        at its multiple of ``lr``, then serve the copy with the lowest running error
-        (:meth:`_pick`). A copy whose weights end up non-finite keeps the values it
-        had. Returns the steps skipped by the served copy."""
-        values, states, skipped = [], [], []
-        for k, rate in enumerate(self.rates):
-            _load(params, self.values[k])
-            _load_state(optimizer, params, self.states[k])
-            for group in optimizer.param_groups:
-                group["lr"] = lr * rate
-            skipped.append(step())
-            new = [p.detach().clone() for p in params]
-            if math.isfinite(sum(float(v.sum()) for v in new)):
-                values.append(new)
-                states.append([optimizer.state.get(p, {}) for p in params])
-            else:
-                values.append(self.values[k])
-                states.append(self.states[k])
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        self.values, self.states = values, states
+    @torch.no_grad()
+    def fine_tune(self, head, feats, y, w, steps, mask, lr, weight_decay, decoupled) -> None:
+        """``steps`` full-batch Adam steps (AdamW's decay when ``decoupled``) of every
+        copy on fixed features, each at its multiple of ``lr``, with the closed-form
+        cross-entropy gradient of :func:`~skocl._steps.fine_tune_head`; then serve the
+        copy with the lowest running error (:meth:`_pick`) as ``head``. A copy whose
+        weights end up non-finite keeps those it had."""
+        k, c, h = self.weight.shape
+        n = y.shape[0]
+        scale = w / w.sum() if w is not None else feats.new_full((n,), 1.0 / n)
+        # Classes by rows (the layout of fine_tune_head): the softmax over the classes,
+        # a short middle axis, vectorises over the rows.
+        onehot_t = F.one_hot(y, c).to(feats.dtype).t()
+        mask_t = None if mask is None else mask[:, None]
+        lrs = torch.tensor(self.rates, dtype=feats.dtype, device=feats.device) * lr
+        weight, bias = self.weight.clone(), self.bias.clone()
+        moments = [m.clone() for m in self.moments]
+        b1, b2 = BETAS
+        for _ in range(steps):
+            z_t = torch.addmm(bias.reshape(-1, 1), weight.reshape(k * c, h), feats.t())
+            z_t = z_t.view(k, c, n)
+            G_t = torch.softmax(z_t if mask_t is None else z_t + mask_t, dim=1)
+            G_t = G_t.sub_(onehot_t).mul_(scale)
+            grads = [(G_t.reshape(k * c, n) @ feats).view(k, c, h), G_t.sum(2)]
+            self.steps += 1
+            bc1, bc2 = 1 - b1**self.steps, math.sqrt(1 - b2**self.steps)
+            for p, g, m, v in zip((weight, bias), grads, moments[:2], moments[2:]):
+                lr_p = lrs.view(-1, *[1] * (p.dim() - 1))
+                if weight_decay and decoupled:
+                    p.mul_(1 - lr_p * weight_decay)
+                elif weight_decay:
+                    g = g.add(p, alpha=weight_decay)
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                p.sub_(m / (v.sqrt() / bc2 + EPS) * (lr_p / bc1))
+        finite = torch.isfinite(weight.sum((1, 2)) + bias.sum(1)).tolist()
+        if not all(finite):  # such a copy keeps its weights (and moments)
+            keep = torch.tensor(finite, device=weight.device)
+            weight = torch.where(keep[:, None, None], weight, self.weight)
+            bias = torch.where(keep[:, None], bias, self.bias)
+            moments = [
+                torch.where(keep.view(-1, *[1] * (new.dim() - 1)), new, old)
+                for new, old in zip(moments, self.moments)
+            ]
+        self.weight, self.bias, self.moments = weight, bias, moments
         self._pick()
-        _load(params, values[self.current])
-        _load_state(optimizer, params, states[self.current])
-        return skipped[self.current]
+        head.weight.copy_(weight[self.current])
+        head.bias.copy_(bias[self.current])
 
     def _pick(self) -> None:
         if self.scored < 2:
@@ -160,34 +187,31 @@ class HeadRates:
             self.current = best
 
     def grow(self, growth) -> None:
-        """Each copy's known classes keep their rows (and optimizer state); new classes
-        start from the grown head's fresh rows, with no state."""
-        if self.values is None:
+        """Each copy's known classes keep their rows and moments; new classes start
+        from the grown head's fresh rows, with zero moments."""
+        if self.weight is None:
             return
         idx = torch.as_tensor(growth.positions, device=growth.device)
-        grown = {id(old): new for old, new in growth.pairs}
-        values, states = [], []
-        for copy_values, copy_states in zip(self.values, self.states):
-            vs, sts = [], []
-            for old, v, st in zip(growth.old_head_params, copy_values, copy_states):
-                new = grown.get(id(old))
-                if new is None:
-                    vs.append(v)
-                    sts.append(st)
-                    continue
-                rows = new.detach().clone()
-                rows[idx] = v
-                vs.append(rows)
-                sts.append({key: _padded(s, v.shape, rows, idx) for key, s in st.items()})
-            values.append(vs)
-            states.append(sts)
-        self.values, self.states = values, states
+        new_weight, new_bias = (new.detach() for _, new in growth.pairs)
+        k = len(self.rates)
+        weight = new_weight.unsqueeze(0).repeat(k, 1, 1)
+        bias = new_bias.unsqueeze(0).repeat(k, 1)
+        weight[:, idx] = self.weight
+        bias[:, idx] = self.bias
+        moments = []
+        for m, like in zip(self.moments, (weight, bias) * 2):
+            padded = torch.zeros_like(like)
+            padded[:, idx] = m
+            moments.append(padded)
+        self.weight, self.bias, self.moments = weight, bias, moments
 
     def state_dict(self) -> dict:
         return {
             "rates": list(self.rates),
-            "values": self.values,
-            "states": self.states,
+            "weight": self.weight,
+            "bias": self.bias,
+            "moments": self.moments,
+            "steps": self.steps,
             "errors": self.errors.tolist(),
             "current": self.current,
             "scored": self.scored,
@@ -195,28 +219,26 @@ class HeadRates:
             "off": self.off,
         }
 
-    def load_state_dict(self, state: dict | None, device, optimizer) -> None:
-        """Restore what :meth:`state_dict` wrote (optimizer state placed as
-        ``optimizer`` keeps it); a file without it (written before the head had several
-        rates) starts the copies afresh at the next update."""
-        on_device = bool(
-            optimizer is not None
-            and (optimizer.defaults.get("fused") or optimizer.defaults.get("capturable"))
-        )
+    def load_state_dict(self, state: dict | None, device) -> None:
+        """Restore what :meth:`state_dict` wrote; a file without it (written before
+        the head had several rates) starts the copies afresh at the next update."""
         if state is None or tuple(state["rates"]) != self.rates:
             return
-        if state["values"] is not None:
-            self.values = [[v.to(device) for v in vs] for vs in state["values"]]
-            self.states = [
-                [{k: _to(v, device, k != "step" or on_device) for k, v in st.items()}
-                 for st in sts]
-                for sts in state["states"]
-            ]  # fmt: skip
+        if state["weight"] is not None:
+            self.weight, self.bias = state["weight"].to(device), state["bias"].to(device)
+            self.moments = [m.to(device) for m in state["moments"]]
+        self.steps = int(state["steps"])
         self.errors = np.asarray(state["errors"], dtype=float)
         self.current = int(state["current"])
         self.scored = int(state["scored"])
         self.rows = float(state["rows"])
         self.off = bool(state["off"])
+
+
+def _logits(weight, bias, feats) -> torch.Tensor:
+    """Every copy's logits, ``(n, n_rates, n_classes)``, in one matrix product."""
+    k, c, h = weight.shape
+    return torch.addmm(bias.reshape(-1), feats, weight.reshape(k * c, h).t()).view(-1, k, c)
 
 
 def check_head_rates(rates) -> tuple:
@@ -236,36 +258,3 @@ def check_head_rates(rates) -> tuple:
                 "multiple of head_lr."
             )
     return tuple(float(r) for r in rates)
-
-
-@torch.no_grad()
-def _load(params, values) -> None:
-    for p, v in zip(params, values):
-        p.copy_(v)
-
-
-def _load_state(optimizer, params, states) -> None:
-    """Give ``params`` copies of the optimizer ``states`` (copies: the optimizer changes
-    its state in place, and a copy's state must stay as it was)."""
-    for p, st in zip(params, states):
-        optimizer.state.pop(p, None)
-        if st:
-            optimizer.state[p] = {key: _cloned(v) for key, v in st.items()}
-
-
-def _cloned(value):
-    return value.clone() if isinstance(value, torch.Tensor) else value
-
-
-def _to(value, device, move: bool):
-    """A saved optimizer state value on ``device`` (``move``), as torch places it: a
-    step count stays on the CPU unless the optimizer is fused or capturable."""
-    return value.to(device) if isinstance(value, torch.Tensor) and move else value
-
-
-def _padded(value, shape, like, idx):
-    if isinstance(value, torch.Tensor) and value.shape == shape:
-        padded = torch.zeros_like(like)
-        padded[idx] = value
-        return padded
-    return value

@@ -214,7 +214,7 @@ class OnlineLearner:
         rates = self.rates
         if rates is None or len(rates.rates) < 2 or not (s.head_steps and s.head_lr > 0):
             return False
-        rates.start(self.head_params, self.anchor is not None or self.user_module)
+        rates.start(self.head, s.optimizer, self.anchor is not None or self.user_module)
         return not rates.off
 
     def _look(self, rows: Rows, s: Settings, seen: int, watch: bool, rates: bool) -> None:
@@ -224,7 +224,7 @@ class OnlineLearner:
         pred = None
         if rates:
             feats = features(self.trunk, rows, s.batch(len(rows)))
-            pred = self.rates.score(self.head, self.head_params, feats, rows.y, rows.w, self.mask)
+            pred = self.rates.score(feats, rows.y, rows.w, self.mask)
         if watch:
             served = pred is not None and self.served[1] is self.head
             self._watch(rows, s, seen, pred.cpu().numpy() if served else None)
@@ -277,20 +277,18 @@ class OnlineLearner:
             if memory is not None and len(memory):
                 feats, y, w = memory.join_features(feats, y, w, self.trunk, gen)
             self.head.train()
-            if self.tasks is None:
-
-                def step():
-                    return fine_tune_head(
-                        self.head, self.head_optimizer, self.head_params, feats, y, w,
-                        s.head_steps, mask,
-                    )  # fmt: skip
-
-                if self._several_rates(s):
-                    rates = copy.copy(self.rates)  # put back if the update is undone
-                    k = self.rates.fine_tune(step, self.head_optimizer, self.head_params,
-                                             s.head_lr)  # fmt: skip
-                else:
-                    k = step()
+            if self.tasks is None and self._several_rates(s):
+                rates = copy.copy(self.rates)  # put back if the update is undone
+                self.rates.fine_tune(
+                    self.head, feats, y, w, s.head_steps, mask, s.head_lr, s.weight_decay,
+                    s.optimizer == "adamw",
+                )  # fmt: skip
+                k = 0
+            elif self.tasks is None:
+                k = fine_tune_head(
+                    self.head, self.head_optimizer, self.head_params, feats, y, w,
+                    s.head_steps, mask,
+                )  # fmt: skip
             else:
                 active = self.tasks.labelled(y.cpu().numpy())
                 k = fine_tune_heads(
@@ -651,7 +649,7 @@ class OnlineLearner:
         self.fusion.load_state_dict(state["fusion"], self.trunk, self.head)
         self.drift.load_state_dict(state["drift"])
         if self.rates is not None:
-            self.rates.load_state_dict(state.get("rates"), self.device, self.head_optimizer)
+            self.rates.load_state_dict(state.get("rates"), self.device)
 
 
 def _argmax(z):

@@ -54,12 +54,14 @@ def test_the_served_copy_is_the_head_and_every_copy_is_fine_tuned(digits):
     before = [p.detach().clone() for p in clf.module_.head.parameters()]
     clf.partial_fit(X[500:600], y[500:600])
     rates = clf.learner_.rates
-    assert len(rates.values) == 3
-    head = list(clf.module_.head.parameters())
-    for p, v in zip(head, rates.values[rates.current]):
-        assert torch.equal(p.detach(), v)
+    assert rates.weight.shape == (3, *clf.module_.head.weight.shape)
+    assert torch.equal(clf.module_.head.weight.detach(), rates.weight[rates.current])
+    assert torch.equal(clf.module_.head.bias.detach(), rates.bias[rates.current])
     # Each copy moved from the fitted head, the faster ones further.
-    moves = [sum(float((v - b).abs().sum()) for v, b in zip(vs, before)) for vs in rates.values]
+    moves = [
+        float((rates.weight[k] - before[0]).abs().sum() + (rates.bias[k] - before[1]).abs().sum())
+        for k in range(3)
+    ]
     assert 0 < moves[2] < moves[1] < moves[0]
 
 
@@ -82,7 +84,7 @@ def test_a_head_still_learning_keeps_head_lr_alone(digits):
     scratch = OnlineFineTuneClassifier(random_state=0)
     for s in range(0, 300, 100):
         scratch.partial_fit(X[s : s + 100], y[s : s + 100], classes=np.arange(10))
-    assert scratch.learner_.rates.off and scratch.learner_.rates.values is None
+    assert scratch.learner_.rates.off and scratch.learner_.rates.weight is None
     assert scratch.head_lr_ == scratch.head_lr
     with pytest.warns(ConvergenceWarning):
         short = OnlineFineTuneClassifier(max_iter=2, random_state=0).fit(X[:300], y[:300])
@@ -110,9 +112,9 @@ def test_every_copy_grows_with_the_label_set(digits):
     clf = OnlineFineTuneClassifier(random_state=0).fit(X[old][:400], y[old][:400])
     clf.partial_fit(X[:100], y[:100])  # brings classes 5-9
     rates = clf.learner_.rates
-    for values in rates.values:
-        assert values[0].shape == (10, clf.module_.head.in_features)
-        assert values[1].shape == (10,)
+    assert rates.weight.shape == (3, 10, clf.module_.head.in_features)
+    assert rates.bias.shape == (3, 10)
+    assert all(m.shape[:2] == (3, 10) for m in rates.moments)
     for s in range(100, 1000, 100):
         clf.partial_fit(X[s : s + 100], y[s : s + 100])
     assert clf.score(X[1500:], y[1500:]) > 0.8
