@@ -51,8 +51,57 @@ def apply_step(
         return False
     for p, g in zip(params, grads):
         p.grad = g
-    optimizer.step()
+    if not _fused_adam_step(optimizer, params, grads):
+        optimizer.step()
     return True
+
+
+def _fused_adam_step(optimizer, params: list[nn.Parameter], grads) -> bool:
+    """The step of a fused ``Adam``/``AdamW`` whose one parameter group is ``params``,
+    state built, no hooks: straight through the kernel that ``optimizer.step()`` ends in,
+    with the same arguments, so the same bits (the wrapper's bookkeeping cost about 50
+    µs a step, a third of a 32-row ``partial_fit``'s steps). Returns False, having done
+    nothing, for any other optimizer or state, and off the CPU (not measured there)."""
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW):
+        return False
+    if len(optimizer.param_groups) != 1 or _has_step_hooks(optimizer):
+        return False
+    group = optimizer.param_groups[0]
+    if not group["fused"] or group["amsgrad"] or group["maximize"] or group["capturable"]:
+        return False
+    if group["differentiable"] or len(group["params"]) != len(params):
+        return False
+    if any(a is not b for a, b in zip(group["params"], params)):
+        return False
+    states = [optimizer.state.get(p) for p in params]
+    if not all(states) or any(g.is_sparse or g.dtype != p.dtype for p, g in zip(params, grads)):
+        return False
+    if len({p.device for p in params}) != 1 or params[0].device.type != "cpu":
+        return False
+    steps = [st["step"] for st in states]
+    torch._foreach_add_(steps, 1)
+    decoupled = group.get("decoupled_weight_decay", type(optimizer) is torch.optim.AdamW)
+    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+    beta1, beta2 = group["betas"]
+    kernel(
+        list(params), list(grads), [st["exp_avg"] for st in states],
+        [st["exp_avg_sq"] for st in states], [], steps, amsgrad=False, lr=group["lr"],
+        beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+        maximize=False, grad_scale=None, found_inf=None,
+    )  # fmt: skip
+    return True
+
+
+def _has_step_hooks(optimizer) -> bool:
+    """Whether step hooks are registered (on ``optimizer``, or on every optimizer)."""
+    from torch.optim import optimizer as module
+
+    return bool(
+        optimizer._optimizer_step_pre_hooks
+        or optimizer._optimizer_step_post_hooks
+        or module._global_optimizer_pre_hooks
+        or module._global_optimizer_post_hooks
+    )
 
 
 class Saved:
