@@ -94,14 +94,59 @@ class ReplayMemory:
             self._reservoir(X, y, every_slot, self.capacity, gen)
             self.seen += torch.bincount(y, minlength=len(self.seen)).cpu()
             return
-        present = torch.unique(y).cpu()
-        active = int(((self.seen > 0) | torch.isin(torch.arange(len(self.seen)), present)).sum())
+        counts = torch.bincount(y, minlength=len(self.seen)).cpu().numpy()
+        active = int(((self.seen.numpy() > 0) | (counts > 0)).sum())
         quota = max(self.capacity // max(active, 1), 1)
         self._shrink_to(quota, gen)
-        for c in present.tolist():
-            mask = y == c
-            self._reservoir(X[mask], y[mask], self.y == c, quota, gen, seen=int(self.seen[c]))
-            self.seen[c] += int(mask.sum())
+        self._balanced(X, y, counts, quota, gen)
+        self.seen = self.seen + torch.from_numpy(counts)
+
+    def _balanced(self, X, y, counts, quota, gen) -> None:
+        """Algorithm R per class (capacity ``quota`` each) over a chunk, class by class
+        in label order, as :meth:`_reservoir` on each class's rows would do it (the same
+        rows kept, the same random numbers drawn), in a few operations for all classes.
+        ``counts``: the chunk's rows per class."""
+        held = torch.bincount(self.y, minlength=len(counts)).cpu().numpy()
+        seen = self.seen.numpy()
+        free = np.zeros(len(counts), dtype=np.int64)
+        room = self.capacity - len(self)
+        for c in np.flatnonzero(counts):  # rows appended while there is room
+            free[c] = max(min(quota - held[c], room, counts[c]), 0)
+            room -= free[c]
+        # The chunk's rows grouped by class (label order), each class in chunk order:
+        # row p of the grouping is its class's rank[p]-th row.
+        order = torch.sort(y, stable=True).indices
+        cls = np.repeat(np.arange(len(counts)), counts)
+        rank = np.arange(len(cls)) - np.repeat(np.cumsum(counts) - counts, counts)
+        slots = held + free
+        appended = rank < free[cls]
+        drawn = ~appended & (slots[cls] > 0)
+        if appended.any():
+            rows = order.index_select(0, _index(np.flatnonzero(appended), y.device))
+            self.X = torch.cat([self.X, X.index_select(0, rows)])
+            self.y = torch.cat([self.y, y.index_select(0, rows)])
+        if not drawn.any():
+            return
+        # Row t (1-based count of its class) replaces slot j ~ U{0..t-1} when j < slots.
+        t = (seen[cls] + rank + 1)[drawn].astype(np.float64)
+        r = torch.rand(len(t), generator=gen, dtype=torch.float64).numpy()
+        j = (r * t).astype(np.int64)
+        keep = j < slots[cls][drawn]
+        if not keep.any():
+            return
+        pos = np.flatnonzero(drawn)[keep]
+        # Class c's slots are its positions in the memory, in order: entries start[c]
+        # to start[c] + slots[c] of the memory's positions sorted by label.
+        start = np.cumsum(slots) - slots
+        flat = start[cls[pos]] + j[keep]
+        # When two rows pick one slot, the later one wins, as in the sequential algorithm.
+        last = len(flat) - 1 - np.unique(flat[::-1], return_index=True)[1]
+        by_label = torch.sort(self.y, stable=True).indices
+        target = by_label.index_select(0, _index(flat[last], by_label.device))
+        source = order.index_select(0, _index(pos[last], y.device))
+        # Out of place: a failed call puts the memory back by reference (Checkpoint).
+        self.X = self.X.index_put((target,), X.index_select(0, source))
+        self.y = self.y.index_put((target,), y.index_select(0, source))
 
     def _reservoir(self, X, y, slots_mask, quota, gen, seen=None) -> None:
         """Algorithm R over the memory slots selected by ``slots_mask`` (capacity
@@ -320,3 +365,8 @@ def empirical_fisher(
     count = sum(f.numel() for f in fisher)
     scale = count / total if total > 0 else 1.0
     return [f * scale for f in fisher]
+
+
+def _index(a: np.ndarray, device) -> torch.Tensor:
+    """Host positions as an index tensor on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
