@@ -6,13 +6,21 @@
    single drop (mean over seeds).
 2. Switch: the same ``fit``, then 10 chunks whose labels all moved (``(y + 1) % 10``);
    held-out accuracy on the switched labels after each chunk (mean over seeds).
-3. Cost: seconds per ``partial_fit`` call after a ``fit`` on 2,000 rows of
+3. Stationary, another stream: ``make_drift_stream`` without drift (20 features, 4
+   classes), ``fit`` on 2,000 rows, then 20 ``partial_fit`` of 100 rows; accuracy on
+   2,000 held-out rows, largest single drop and end (mean over seeds).
+4. Fit, then stream: each of river's six generators of ``bench_defaults.py`` (10,000
+   rows, concept switches included), a ``StandardScaler`` and ``fit`` on the first
+   2,000 rows, then test-then-train on the other 8,000 in chunks of 100; prequential
+   accuracy (mean over seeds), and how many of the fits converged (a fit that stops at
+   ``max_iter`` keeps one rate, so both settings are the same there).
+5. Cost: seconds per ``partial_fit`` call after a ``fit`` on 2,000 rows of
    ``make_drift_stream`` (20 features, 4 classes), at 32 and 2,000 rows per call; the
    two settings alternate in 7 rounds, CPU time, medians.
 
 One torch thread (``torch.set_num_threads(1)``). Run::
 
-    python benchmarks/bench_head_rates.py [--seeds 5] [--rounds 7]
+    python benchmarks/bench_head_rates.py [--seeds 5] [--rounds 7] [--river-seeds 3]
 """
 
 from __future__ import annotations
@@ -24,12 +32,24 @@ import warnings
 
 import numpy as np
 import torch
+from bench_defaults import STREAMS, river_rows
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import StandardScaler
 
 from skocl import OnlineFineTuneClassifier
 from skocl.datasets import make_drift_stream
 
-SETTINGS = {"head_rates=(1, 0.1, 0.01)": (1.0, 0.1, 0.01), "head_rates=(1,)": (1.0,)}
+
+def settings(specs) -> dict:
+    """``["1,0.1,0.01", "1"]`` -> the settings' names and ``head_rates``."""
+    out = {}
+    for spec in specs:
+        rates = tuple(float(r) for r in spec.split(","))
+        out[
+            f"head_rates=({', '.join(f'{r:g}' for r in rates)}{',' if len(rates) == 1 else ''})"
+        ] = rates
+    return out
 
 
 def curves(rates, seeds, switch: bool) -> np.ndarray:
@@ -47,13 +67,49 @@ def curves(rates, seeds, switch: bool) -> np.ndarray:
     return np.array(out)
 
 
-def cost(rounds: int) -> dict:
+def stationary(rates, seeds) -> np.ndarray:
+    X, y, _ = make_drift_stream(6_000, 20, 4, drift_points=(), random_state=0)
+    out = []
+    for seed in seeds:
+        clf = OnlineFineTuneClassifier(random_state=seed, head_rates=rates).fit(X[:2000], y[:2000])
+        accs = [clf.score(X[4000:], y[4000:])]
+        for s in range(2000, 4000, 100):
+            clf.partial_fit(X[s : s + 100], y[s : s + 100])
+            accs.append(clf.score(X[4000:], y[4000:]))
+        out.append(accs)
+    return np.array(out)
+
+
+def fit_then_stream(rates, seeds, cache: dict) -> dict:
+    out = {}
+    for name in STREAMS:
+        accs, converged = [], 0
+        for seed in seeds:
+            if (name, seed) not in cache:
+                cache[name, seed] = river_rows(name, 10_000, seed)[1:]
+            X, y = cache[name, seed]
+            X = StandardScaler().fit(X[:2000]).transform(X)
+            clf = OnlineFineTuneClassifier(random_state=seed, head_rates=rates)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                clf.fit(X[:2000], y[:2000])
+            converged += not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            right = []
+            for s in range(2000, len(y), 100):
+                right.append(clf.predict(X[s : s + 100]) == y[s : s + 100])
+                clf.partial_fit(X[s : s + 100], y[s : s + 100])
+            accs.append(float(np.concatenate(right).mean()))
+        out[name] = (float(np.mean(accs)), converged)
+    return out
+
+
+def cost(rounds: int, chosen: dict) -> dict:
     X, y, _ = make_drift_stream(200_000, 20, 4, drift_points=(), random_state=0)
     out = {}
     for n, calls in ((32, 200), (2000, 5)):
         models = {
             name: OnlineFineTuneClassifier(random_state=0, head_rates=r).fit(X[:2000], y[:2000])
-            for name, r in SETTINGS.items()
+            for name, r in chosen.items()
         }
         times = {name: [] for name in models}
         pos = 2000
@@ -78,14 +134,21 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--river-seeds", type=int, default=3)
+    parser.add_argument(
+        "--rates", nargs="+", default=["1,0.1,0.01", "1"],
+        help="settings of head_rates to compare, e.g. 1,0.1,0.01 1 (the first two are timed)",
+    )  # fmt: skip
+    parser.add_argument("--no-cost", action="store_true", help="skip the timing")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     seeds = range(args.seeds)
+    chosen = settings(args.rates)
     print(f"torch threads: 1; seeds 0-{args.seeds - 1}\n")
     print("| setting | after fit | after 1st call | end | largest drop | switch: 3 / 10 chunks |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, rates in SETTINGS.items():
+    for name, rates in chosen.items():
         c = curves(rates, seeds, switch=False)
         drop = np.max(c[:, :-1] - c[:, 1:], axis=1).mean()
         sw = curves(rates, seeds, switch=True).mean(0)
@@ -94,10 +157,32 @@ def main(argv=None) -> None:
             f"| {name} | {m[0]:.3f} | {m[1]:.3f} | {m[-1]:.3f} | {drop:.3f} | "
             f"{sw[3]:.3f} / {sw[-1]:.3f} |"
         )
-    print("\n| rows per call | head_rates=(1, 0.1, 0.01) | head_rates=(1,) | ratio |")
+    print("\nStationary make_drift_stream, fit on 2,000 rows then 20 calls of 100:\n")
+    print("| setting | after fit | after 1st call | end | largest drop |")
+    print("|---|---:|---:|---:|---:|")
+    for name, rates in chosen.items():
+        c = stationary(rates, seeds)
+        drop = np.max(c[:, :-1] - c[:, 1:], axis=1).mean()
+        m = c.mean(0)
+        print(f"| {name} | {m[0]:.3f} | {m[1]:.3f} | {m[-1]:.3f} | {drop:.3f} |")
+    river_seeds = range(args.river_seeds)
+    print(f"\nFit on 2,000 rows, then prequential on 8,000 (seeds 0-{args.river_seeds - 1};")
+    print("in brackets: fits that converged):\n")
+    print("| setting | " + " | ".join(STREAMS) + " | mean |")
+    print("|---|" + "---:|" * (len(STREAMS) + 1))
+    cache: dict = {}
+    for name, rates in chosen.items():
+        res = fit_then_stream(rates, river_seeds, cache)
+        cells = [f"{a:.3f} ({k})" for a, k in res.values()]
+        mean = np.mean([a for a, _ in res.values()])
+        print(f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} |")
+    if args.no_cost or len(chosen) < 2:
+        return
+    first, second = list(chosen)[:2]
+    print(f"\n| rows per call | {first} | {second} | ratio |")
     print("|---:|---:|---:|---:|")
-    for n, t in cost(args.rounds).items():
-        a, b = t["head_rates=(1, 0.1, 0.01)"], t["head_rates=(1,)"]
+    for n, t in cost(args.rounds, {k: chosen[k] for k in (first, second)}).items():
+        a, b = t[first], t[second]
         print(f"| {n:,} | {a * 1e6:,.0f} µs | {b * 1e6:,.0f} µs | {a / b:.2f} |")
 
 
