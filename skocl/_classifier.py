@@ -282,6 +282,8 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
     1700
     >>> bool(clf.score(X[1700:], y[1700:]) > 0.9)
     True
+    >>> clf.head_lr_  # the fitted head kept its slowest rate: head_lr * 0.01
+    0.0001
 
     Several tasks over one trunk, a head each (NaN: a missing label):
 
