@@ -171,3 +171,39 @@ def test_the_replay_rule_weighs_replayed_rows_as_documented():
     small = copy.deepcopy(mem)
     small.drop_classes([0, 1])
     assert len(small) == 0
+
+
+def _offer_one_class_at_a_time(memory, X, y, gen):
+    """The class-balanced offer as it was written first: Algorithm R class by class."""
+    n_classes = int(y.max()) + 1
+    if n_classes > len(memory.seen):
+        memory.seen = torch.cat(
+            [memory.seen, torch.zeros(n_classes - len(memory.seen), dtype=torch.long)]
+        )
+    present = torch.unique(y)
+    active = int(((memory.seen > 0) | torch.isin(torch.arange(len(memory.seen)), present)).sum())
+    quota = max(memory.capacity // max(active, 1), 1)
+    memory._shrink_to(quota, gen)
+    for c in present.tolist():
+        mask = y == c
+        memory._reservoir(X[mask], y[mask], memory.y == c, quota, gen, seen=int(memory.seen[c]))
+        memory.seen[c] += int(mask.sum())
+
+
+@pytest.mark.parametrize("capacity", [7, 30, 200])
+def test_the_one_pass_class_balanced_offer_keeps_what_class_by_class_kept(capacity):
+    rng = np.random.RandomState(capacity)
+    fast = ReplayMemory(capacity, "class_balanced", 3, torch.float32, torch.device("cpu"))
+    slow = copy.deepcopy(fast)
+    g_fast, g_slow = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    for step in range(40):
+        # Chunks of 1 to 60 rows over a growing set of up to 6 classes, some missing.
+        n = rng.randint(1, 61)
+        y = torch.as_tensor(rng.randint(0, min(2 + step // 5, 6), n))
+        X = torch.as_tensor(rng.randn(n, 3), dtype=torch.float32)
+        fast.add(X, y, g_fast)
+        _offer_one_class_at_a_time(slow, X, y, g_slow)
+        assert torch.equal(fast.X, slow.X) and torch.equal(fast.y, slow.y), step
+        assert torch.equal(fast.seen, slow.seen), step
+        assert len(fast) <= capacity
+    assert torch.equal(g_fast.get_state(), g_slow.get_state())  # the same draws
