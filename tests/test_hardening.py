@@ -214,3 +214,42 @@ def test_undone_epochs_count_as_no_improvement(stream):
         clf.fit(X[:300], y[:300])
     assert clf.n_iter_ <= 7  # not max_iter
     assert np.isfinite(clf.predict_proba(X[:10])).all()
+
+
+# --------------------------------------------------------------------------- steps
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [("adam", {}), ("adam", {"weight_decay": 0.1}), ("adamw", {"weight_decay": 0.1})],
+)
+def test_a_step_through_the_fused_kernel_is_the_optimizers_step(name, kwargs):
+    from skocl._modules import make_optimizer
+    from skocl._steps import apply_step
+
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(5))]
+    b = [nn.Parameter(p.detach().clone()) for p in a]
+    opt_a = make_optimizer(name, a, 1e-2, kwargs.get("weight_decay", 0.0))
+    opt_b = make_optimizer(name, b, 1e-2, kwargs.get("weight_decay", 0.0))
+    for _ in range(4):
+        grads = [torch.randn_like(p) for p in a]
+        assert apply_step(opt_a, a, grads)  # the kernel straight, from the second step
+        for p, g in zip(b, grads):
+            p.grad = g.clone()
+        opt_b.step()
+        for p, q in zip(a, b):
+            assert torch.equal(p, q)
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                assert torch.equal(opt_a.state[p][key], opt_b.state[q][key])
+
+
+def test_a_step_hook_still_runs():
+    from skocl._modules import make_optimizer
+    from skocl._steps import apply_step
+
+    params = [nn.Parameter(torch.zeros(3))]
+    opt = make_optimizer("adam", params, 1e-2, 0.0)
+    calls = []
+    opt.register_step_post_hook(lambda *_: calls.append(1))
+    for _ in range(3):
+        apply_step(opt, params, [torch.ones(3)])
+    assert calls == [1, 1, 1]
