@@ -419,9 +419,11 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         return list(cls._param_names)
 
     def _validate_params(self):
-        """scikit-learn's check of the parameters, skipped when every parameter is the
-        object last checked (it cost 150 µs, a tenth of a 32-row ``partial_fit``; the
-        constraints check each object's type and range, which stay as they were)."""
+        """scikit-learn's check of the parameters (150 µs), skipped when every parameter
+        is the object last checked (the constraints check each object's type and range,
+        which stay as they were): cheap enough for every ``partial_fit``, where
+        scikit-learn checks only the first call and a parameter set between calls
+        would otherwise go unchecked (a negative ``head_lr`` would climb the loss)."""
         values = [getattr(self, name) for name in self._get_param_names()]
         last = self.__dict__.get("_checked_params")
         if last is not None and len(last) == len(values) and all(map(operator.is_, values, last)):
@@ -498,6 +500,7 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         self : object
             The updated estimator.
         """
+        self._validate_params()  # scikit-learn's wrapper checks only the first call
         first = not hasattr(self, "learner_")
         if not first:  # checked before anything changes
             X, y_idx, sw, grown = self._validate_chunk(X, y, classes, sample_weight)

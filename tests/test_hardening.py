@@ -253,3 +253,21 @@ def test_a_step_hook_still_runs():
     for _ in range(3):
         apply_step(opt, params, [torch.ones(3)])
     assert calls == [1, 1, 1]
+
+
+def test_a_parameter_set_between_calls_is_checked_again(stream):
+    # scikit-learn's fit wrapper checks the parameters at the first partial_fit only.
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = stream
+    clf = OnlineFineTuneClassifier(max_iter=3, random_state=0).fit(X[:300], y[:300])
+    clf.partial_fit(X[300:400], y[300:400])
+    for name, bad in [("head_lr", -1.0), ("memory_strategy", "newest"), ("batch_size", 0)]:
+        good = clf.get_params()[name]
+        clf.set_params(**{name: bad})
+        before = snapshot(clf)
+        with pytest.raises(InvalidParameterError, match=name):
+            clf.partial_fit(X[400:500], y[400:500])
+        clf.set_params(**{name: good})
+        assert_unchanged(clf, before)
+    assert clf.partial_fit(X[400:500], y[400:500]).n_samples_seen_ == 500
