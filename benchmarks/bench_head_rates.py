@@ -52,32 +52,27 @@ def settings(specs) -> dict:
     return out
 
 
+def curve(rates, seed, X, y, target, fit: int, stop: int) -> list:
+    """Held-out accuracy (on the rows from ``stop`` on, labelled ``target``) after a
+    ``fit`` on the first ``fit`` rows and after each 100-row ``partial_fit`` up to
+    ``stop`` (labelled ``target``)."""
+    clf = OnlineFineTuneClassifier(random_state=seed, head_rates=rates).fit(X[:fit], y[:fit])
+    accs = [clf.score(X[stop:], target[stop:])]
+    for s in range(fit, stop, 100):
+        clf.partial_fit(X[s : s + 100], target[s : s + 100])
+        accs.append(clf.score(X[stop:], target[stop:]))
+    return accs
+
+
 def curves(rates, seeds, switch: bool) -> np.ndarray:
     X, y = load_digits(return_X_y=True)
-    X = X / 16.0
     target = (y + 1) % 10 if switch else y
-    out = []
-    for seed in seeds:
-        clf = OnlineFineTuneClassifier(random_state=seed, head_rates=rates).fit(X[:500], y[:500])
-        accs = [clf.score(X[1500:], target[1500:])]
-        for s in range(500, 1500, 100):
-            clf.partial_fit(X[s : s + 100], target[s : s + 100])
-            accs.append(clf.score(X[1500:], target[1500:]))
-        out.append(accs)
-    return np.array(out)
+    return np.array([curve(rates, seed, X / 16.0, y, target, 500, 1500) for seed in seeds])
 
 
 def stationary(rates, seeds) -> np.ndarray:
     X, y, _ = make_drift_stream(6_000, 20, 4, drift_points=(), random_state=0)
-    out = []
-    for seed in seeds:
-        clf = OnlineFineTuneClassifier(random_state=seed, head_rates=rates).fit(X[:2000], y[:2000])
-        accs = [clf.score(X[4000:], y[4000:])]
-        for s in range(2000, 4000, 100):
-            clf.partial_fit(X[s : s + 100], y[s : s + 100])
-            accs.append(clf.score(X[4000:], y[4000:]))
-        out.append(accs)
-    return np.array(out)
+    return np.array([curve(rates, seed, X, y, y, 2000, 4000) for seed in seeds])
 
 
 def fit_then_stream(rates, seeds, cache: dict) -> dict:
