@@ -273,3 +273,28 @@ def test_several_tasks_on_device_keep_their_state_there_and_match_cpu(device, da
     cpu = run("cpu").predict_proba(X)
     for proba, cpu_proba, labels in zip(probas, cpu, (y, y % 2, (X[:, 0] > 0).astype(int))):
         assert_matches_cpu(name, proba, cpu_proba, labels)
+
+
+def test_head_rates_live_on_the_device_and_match_cpu(device, data):
+    """After a fit that converges, the head's copies at several rates (HeadRates)."""
+    name, context, is_on_device = device
+    X, y = data
+    params = dict(hidden_layer_sizes=(32,), max_iter=300, tol=1e-2, random_state=0)
+
+    def run(device_name):
+        clf = OnlineFineTuneClassifier(device=device_name, **params).fit(X[:400], y[:400])
+        for start in range(400, 900, 100):
+            clf.partial_fit(X[start : start + 100], y[start : start + 100])
+        return clf
+
+    with context():
+        clf = run(name)
+        proba = clf.predict_proba(X)
+        rates = clf.learner_.rates
+        copies = [rates.weight, rates.bias, *rates.moments]
+    assert not rates.off and rates.scored == 5
+    assert all(is_on_device(t) for t in copies)
+    cpu = run("cpu")
+    assert_matches_cpu(name, proba, cpu.predict_proba(X), y)
+    if name == str(DEVICE):
+        assert clf.head_lr_ == cpu.head_lr_
