@@ -254,7 +254,9 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
        with ``regularization``: :math:`F = 1` for L2-SP, the empirical Fisher for EWC);
     2. head fine-tune: the trunk frozen, :math:`z_i = f_\theta(x_i)` computed once, then
        ``head_steps`` full-chunk steps :math:`\phi \leftarrow \mathrm{opt}_\phi(\phi,
-       \nabla_\phi L)` on the :math:`z_i` at rate ``head_lr``;
+       \nabla_\phi L)` on the :math:`z_i` at rate ``head_lr``; a trained head takes
+       them at each rate of ``head_rates`` side by side, and the copy with the lowest
+       error on the chunks since predicts (``head_lr_``);
     3. the chunk is offered to the replay memory :math:`M`, whose rows join both steps:
        :math:`\min(|B|, |M|)` replayed rows per mini-batch, :math:`\min(|C|, |M|)` in the
        head fine-tune, together weighing as much as the chunk;

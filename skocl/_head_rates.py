@@ -223,9 +223,14 @@ class HeadRates:
         }
 
     def load_state_dict(self, state: dict | None, device) -> None:
-        """Restore what :meth:`state_dict` wrote; a file without it (written before
-        the head had several rates) starts the copies afresh at the next update."""
-        if state is None or tuple(state["rates"]) != self.rates:
+        """Restore what :meth:`state_dict` wrote. A file without it, written before
+        the head had several rates, keeps ``head_lr`` alone, as the model learned until
+        then; one written with other ``head_rates`` starts the copies at the next
+        update."""
+        if state is None:
+            self.off = True
+            return
+        if tuple(state["rates"]) != self.rates:
             return
         if state["weight"] is not None:
             self.weight, self.bias = state["weight"].to(device), state["bias"].to(device)

@@ -167,14 +167,16 @@ class OnlineLearner:
     ) -> tuple[float, int]:
         """The online step of ``partial_fit`` on ``rows``, in order:
 
-        1. watch for drift (``watch``): predict the chunk before learning it and feed the
-           errors to the drift monitor; on a drift it reacts to, drop the replay rows the
-           chunk contradicts and restart the fusion;
+        1. predict the chunk before learning it: each of the head's rates
+           (:class:`HeadRates`, of a trained head) is scored on it, and (``watch``) the
+           errors feed the drift monitor; on a drift it reacts to, drop the replay rows
+           the chunk contradicts and restart the fusion;
         2. in a transaction (undone if a weight ends up non-finite): trunk epochs, then
-           the head's fine-tune on the trunk's frozen features, replayed rows joining
-           both; classes of a fixed label set that no row has shown yet (this chunk
-           included) take no part in the loss, so their head rows wait untrained as a
-           grown label set's new rows do, instead of learning "never this class";
+           the head's fine-tune on the trunk's frozen features (at each of the head's
+           rates, the best one served), replayed rows joining both; classes of a fixed
+           label set that no row has shown yet (this chunk included) take no part in
+           the loss, so their head rows wait untrained as a grown label set's new rows
+           do, instead of learning "never this class";
         3. offer the chunk to the replay memory;
         4. capture the anchor, at the first update without a pretrained start;
         5. fuse: set the served weights.

@@ -138,3 +138,15 @@ def test_bad_head_rates_are_an_error_naming_the_entry_before_any_change(digits, 
     assert all(torch.equal(a, b) for a, b in zip(weights, clf.module_.parameters()))
     with pytest.raises(ValueError, match=match):
         OnlineFineTuneClassifier(head_rates=rates).fit(X[:100], y[:100])
+
+
+def test_a_model_saved_before_head_rates_keeps_head_lr_alone(digits, tmp_path):
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    clf.partial_fit(X[500:600], y[500:600])
+    state = clf.learner_.state_dict()
+    del state["rates"]  # as a file of an earlier version holds it
+    clf.learner_.rates = type(clf.learner_.rates)()
+    clf.learner_.load_state_dict(state)
+    clf.partial_fit(X[600:700], y[600:700])
+    assert clf.learner_.rates.off and clf.head_lr_ == clf.head_lr
