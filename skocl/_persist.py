@@ -44,10 +44,12 @@ FORMAT = "skocl-model"
 # 2: skocl 0.1.0 (the learner's state is saved by its components).
 # 3: ``sparse_input`` (a network that reads sparse rows, with a sparse replay memory);
 #    a version 2 file is a dense one.
-# 4: ``task_classes`` (a model of several tasks, a label set and a head per task);
-#    a model of one task is still written as version 3.
-FORMAT_VERSION = 4
-READS_FORMATS = (2, 3, 4)
+# 4: ``task_classes`` (a model of several tasks, a label set and a head per task).
+# 5: the learner's ``rates`` (the head's copies at several rates, ``head_rates``), which
+#    a model of one task holds; a model of several tasks holds none and is still
+#    written as version 4. A file of version 2 to 4 keeps ``head_lr`` alone.
+FORMAT_VERSION = 5
+READS_FORMATS = (2, 3, 4, 5)
 
 
 def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
@@ -86,7 +88,7 @@ def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Pa
 
     meta: dict[str, Any] = {
         "format": FORMAT,
-        "format_version": 3,
+        "format_version": FORMAT_VERSION,
         "skocl_version": __version__,
         "extra": extra or {},
     }
@@ -113,8 +115,7 @@ def save(estimator, path: str | os.PathLike, *, extra: dict | None = None) -> Pa
             "skocl.save takes an OnlineFineTuneClassifier or a StreamPipeline, "
             f"got {type(estimator).__name__}."
         )
-    if "task_classes" in meta["classifier"]["attrs"]:
-        meta["format_version"] = FORMAT_VERSION
+    meta["format_version"] = 4 if "task_classes" in meta["classifier"]["attrs"] else 5
     files["meta.json"] = json.dumps(meta, indent=1).encode()
 
     path = Path(path)

@@ -131,8 +131,8 @@ def test_version_lives_in_one_module_and_is_saved(data, tmp_path):
     path = skocl.save(OnlineFineTuneClassifier(max_iter=2).fit(X, y), tmp_path / "m.skocl")
     meta = skocl._persist.read_meta(path)
     assert meta["skocl_version"] == _version.__version__
-    assert meta["format_version"] == 3  # one task; several tasks write 4 (FORMAT_VERSION)
-    assert _persist.FORMAT_VERSION == 4
+    assert meta["format_version"] == 5  # one task (head rates); several tasks write 4
+    assert _persist.FORMAT_VERSION == 5
 
 
 def test_format_2_files_load_as_dense_models(data, tmp_path):
@@ -153,7 +153,7 @@ def test_format_2_files_load_as_dense_models(data, tmp_path):
 
 @pytest.mark.parametrize(
     "version, writer, advice",
-    [(1, "0.1.0.dev0", "Load it with skocl 0.1.0.dev0"), (5, "9.0", "Upgrade skocl")],
+    [(1, "0.1.0.dev0", "Load it with skocl 0.1.0.dev0"), (6, "9.0", "Upgrade skocl")],
 )
 def test_older_and_newer_formats_are_refused_naming_both_versions(
     data, tmp_path, version, writer, advice
@@ -171,7 +171,7 @@ def test_older_and_newer_formats_are_refused_naming_both_versions(
         dst.writestr("state.pt", state)
     expected = (
         rf"holds model format version {version} \(written by skocl {writer}\); this skocl "
-        rf"{skocl.__version__} reads model format versions 2 to 4\. {advice}"
+        rf"{skocl.__version__} reads model format versions 2 to 5\. {advice}"
     )
     for read in (skocl.load, skocl._persist.read_meta):
         with pytest.raises(ValueError, match=expected):
