@@ -21,6 +21,10 @@
 One torch thread (``torch.set_num_threads(1)``). Run::
 
     python benchmarks/bench_head_rates.py [--seeds 5] [--rounds 7] [--river-seeds 3]
+        [--rates 1,0.1,0.01 1] [--decay 0.5] [--switch-z 1] [--no-cost]
+
+``--decay`` and ``--switch-z`` set the rule's constants (``skocl._head_rates.DECAY``
+and ``SWITCH_Z``) for the run: how they were chosen.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
-from skocl import OnlineFineTuneClassifier
+from skocl import OnlineFineTuneClassifier, _head_rates
 from skocl.datasets import make_drift_stream
 
 
@@ -135,11 +139,18 @@ def main(argv=None) -> None:
         help="settings of head_rates to compare, e.g. 1,0.1,0.01 1 (the first two are timed)",
     )  # fmt: skip
     parser.add_argument("--no-cost", action="store_true", help="skip the timing")
+    parser.add_argument("--decay", type=float, help="skocl._head_rates.DECAY for this run")
+    parser.add_argument("--switch-z", type=float, help="skocl._head_rates.SWITCH_Z")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     seeds = range(args.seeds)
     chosen = settings(args.rates)
+    if args.decay is not None:
+        _head_rates.DECAY = args.decay
+    if args.switch_z is not None:
+        _head_rates.SWITCH_Z = args.switch_z
+    print(f"DECAY = {_head_rates.DECAY}, SWITCH_Z = {_head_rates.SWITCH_Z}")
     print(f"torch threads: 1; seeds 0-{args.seeds - 1}\n")
     print("| setting | after fit | after 1st call | end | largest drop | switch: 3 / 10 chunks |")
     print("|---|---:|---:|---:|---:|---:|")
