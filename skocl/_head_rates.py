@@ -19,12 +19,14 @@ from torch.nn import functional as F
 # switch is followed as fast as with head_lr alone. (1, 0.1) left a drop of 0.011;
 # (1, 0.01) measured the same as the default.
 RATES = (1.0, 0.1, 0.01)
-# Weight of the older chunks in a copy's running error rate.
+# Weight of the older chunks in a copy's running error rate, and the margin: another
+# copy is served when its running error rate is below the served one's by more than
+# SWITCH_Z binomial standard errors of a chunk's rate, so a copy better by chance on
+# one chunk does not take over. Swept with bench_head_rates.py --decay --switch-z
+# (DEFAULTS.md): without the margin the quickstart's largest drop was 0.009 (0.003 with
+# it); DECAY 0.8 or SWITCH_Z 2 followed a label switch later (held-out 0.005-0.046
+# three chunks after it, against 0.054) and lost 0.2-1.2 points after a fit.
 DECAY = 0.5
-# Another copy is served when its running error rate is below the served one's by more
-# than this many binomial standard errors of a chunk's rate: a copy that is better by
-# chance on one chunk does not take over (without the margin the quickstart's largest
-# drop was 0.009; with 1 or 2, 0.003: a prototype's runs, DEFAULTS.md).
 SWITCH_Z = 1.0
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch's Adam defaults, which skocl's optimizers use
 
