@@ -138,7 +138,9 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
     head_lr : float, default=1e-2
         Learning rate of the head fine-tune in ``partial_fit``.
     head_steps : int, default=3
-        Full-chunk gradient steps of the head fine-tune. ``0`` skips it.
+        Full-batch gradient steps of the head fine-tune, on the chunk (a uniform sample
+        of 4,096 of its rows when it has more) and as many replayed rows. ``0`` skips
+        it.
     head_rates : tuple of float, default=(1.0, 0.1, 0.01)
         Multiples of ``head_lr`` at which copies of the head are fine-tuned side by
         side; the one with the lowest recent prequential error predicts (``head_lr_``).
@@ -252,8 +254,9 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
        \nabla_\theta L(\theta, \phi; B) + \lambda F \odot (\theta - \theta^*))` at rate
        ``trunk_lr``, :math:`\phi` fixed (the pull toward the anchor :math:`\theta^*` only
        with ``regularization``: :math:`F = 1` for L2-SP, the empirical Fisher for EWC);
-    2. head fine-tune: the trunk frozen, :math:`z_i = f_\theta(x_i)` computed once, then
-       ``head_steps`` full-chunk steps :math:`\phi \leftarrow \mathrm{opt}_\phi(\phi,
+    2. head fine-tune: the trunk frozen, :math:`z_i = f_\theta(x_i)` computed once (for
+       at most 4,096 rows of :math:`C`, a uniform sample of a larger chunk), then
+       ``head_steps`` full-batch steps :math:`\phi \leftarrow \mathrm{opt}_\phi(\phi,
        \nabla_\phi L)` on the :math:`z_i` at rate ``head_lr``; a trained head takes
        them at each rate of ``head_rates`` side by side, and the copy with the lowest
        error on the chunks since predicts (``head_lr_``);

@@ -98,6 +98,18 @@ class Rows:
             idx, idx_d = order[start : start + batch_size], on_device[start : start + batch_size]
             yield self.take(idx), self.y[idx_d], None if self.w is None else self.w[idx_d]
 
+    def subset(self, idx: torch.Tensor) -> Rows:
+        """The rows ``idx`` (a CPU tensor of positions) as rows of their own, X still in
+        host memory."""
+        X = self.X
+        X = X.index_select(0, idx) if isinstance(X, torch.Tensor) else X[idx.numpy()]
+        on_device = idx.to(self.y.device)
+        return Rows(
+            X, self.y.index_select(0, on_device),
+            None if self.w is None else self.w.index_select(0, on_device), self.dtype,
+            self.device, None if self.labels is None else self.labels[idx.numpy()], self.sparse,
+        )  # fmt: skip
+
     def numpy(self) -> np.ndarray | sp.csr_matrix:
         """X as the host array (or CSR matrix) it was made from, without a copy."""
         return self.X if sp.issparse(self.X) else self.X.numpy()

@@ -150,3 +150,35 @@ def test_a_model_saved_before_head_rates_keeps_head_lr_alone(digits, tmp_path):
     clf.learner_.load_state_dict(state)
     clf.partial_fit(X[600:700], y[600:700])
     assert clf.learner_.rates.off and clf.head_lr_ == clf.head_lr
+
+
+def test_the_head_learns_from_a_sample_of_a_large_chunk(digits, monkeypatch):
+    import skocl._learner as learner_module
+
+    X, y = digits
+    monkeypatch.setattr(learner_module, "HEAD_ROWS", 64)
+    shapes = []
+    features = learner_module.features
+    monkeypatch.setattr(
+        learner_module, "features", lambda *a: shapes.append(len(a[1])) or features(*a)
+    )
+
+    def stream(seed, w=None):
+        clf = OnlineFineTuneClassifier(random_state=seed, head_rates=(1.0,))
+        for s in range(0, 1400, 200):
+            sw = None if w is None else w[s : s + 200]
+            clf.partial_fit(X[s : s + 200], y[s : s + 200], np.arange(10), sample_weight=sw)
+        return clf
+
+    clf = stream(0)
+    assert 64 in shapes and 200 not in shapes  # the head's features: 64 of 200 rows
+    assert clf.score(X[1500:], y[1500:]) > 0.8
+    again = stream(0)
+    np.testing.assert_array_equal(clf.predict_proba(X[1500:]), again.predict_proba(X[1500:]))
+    # A sample whose rows all weigh nothing: the head learns from the whole chunk.
+    w = np.zeros(len(y))
+    w[::199] = 1.0
+    for seed in range(3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert stream(seed, w).n_skipped_steps_ == 0
