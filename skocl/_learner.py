@@ -210,7 +210,7 @@ class OnlineLearner:
             saved,
         )
         with self.rng.scope(self.device, self.stochastic) as gen:
-            loss, skipped, undone = self._trunk_then_head(rows, s, memory, gen, txn)
+            loss, skipped, undone = self._trunk_then_head(rows, s, memory, gen, txn, rates)
             if memory is not None and not undone:  # rows that broke the update stay out
                 memory.offer(rows, s.batch(len(rows)), gen)
         if self.anchor is None:
@@ -261,9 +261,9 @@ class OnlineLearner:
         if reacted:
             self.fusion.restart()
 
-    def _trunk_then_head(self, rows, s, memory, gen, txn) -> tuple[float, int]:
+    def _trunk_then_head(self, rows, s, memory, gen, txn, rates) -> tuple[float, int]:
         loss, taken, skipped = float("nan"), 0, 0
-        rates = None
+        backup = None
         batch = s.batch(len(rows))
         mask = self.mask
         if s.trunk_epochs and s.trunk_lr > 0:
@@ -287,8 +287,8 @@ class OnlineLearner:
             if memory is not None and len(memory):
                 feats, y, w = memory.join_features(feats, y, w, self.trunk, gen)
             self.head.train()
-            if self.tasks is None and self._several_rates(s):
-                rates = copy.copy(self.rates)  # put back if the update is undone
+            if rates:
+                backup = copy.copy(self.rates)  # put back if the update is undone
                 self.rates.fine_tune(
                     self.head, feats, y, w, s.head_steps, mask, s.head_lr, s.weight_decay,
                     s.optimizer == "adamw",
@@ -317,8 +317,8 @@ class OnlineLearner:
             undone = not (txn.finite() and _finite_outputs(self.head, feats))
         if undone:
             txn.rollback()
-            if rates is not None:
-                self.rates = rates
+            if backup is not None:
+                self.rates = backup
             loss, skipped = float("nan"), skipped + taken
         return loss, skipped, undone
 
