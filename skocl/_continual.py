@@ -97,16 +97,15 @@ class ReplayMemory:
         counts = torch.bincount(y, minlength=len(self.seen)).cpu().numpy()
         active = int(((self.seen.numpy() > 0) | (counts > 0)).sum())
         quota = max(self.capacity // max(active, 1), 1)
-        self._shrink_to(quota, gen)
-        self._balanced(X, y, counts, quota, gen)
+        held = self._shrink_to(quota, gen)
+        self._balanced(X, y, counts, held, quota, gen)
         self.seen = self.seen + torch.from_numpy(counts)
 
-    def _balanced(self, X, y, counts, quota, gen) -> None:
+    def _balanced(self, X, y, counts, held, quota, gen) -> None:
         """Algorithm R per class (capacity ``quota`` each) over a chunk, class by class
         in label order, as :meth:`_reservoir` on each class's rows would do it (the same
         rows kept, the same random numbers drawn), in a few operations for all classes.
-        ``counts``: the chunk's rows per class."""
-        held = torch.bincount(self.y, minlength=len(counts)).cpu().numpy()
+        ``counts``: the chunk's rows per class, ``held``: the memory's."""
         seen = self.seen.numpy()
         free = np.zeros(len(counts), dtype=np.int64)
         room = self.capacity - len(self)
@@ -178,18 +177,19 @@ class ReplayMemory:
         self.X = self.X.index_put((target,), X[source])
         self.y = self.y.index_put((target,), y[source])
 
-    def _shrink_to(self, quota: int, gen: torch.Generator) -> None:
+    def _shrink_to(self, quota: int, gen: torch.Generator) -> np.ndarray:
         """Drop rows of classes over ``quota``; a random subset of a uniform sample is
-        still a uniform sample."""
+        still a uniform sample. Returns the rows then held per class."""
         counts = torch.bincount(self.y, minlength=len(self.seen)).cpu()
         over = torch.nonzero(counts > quota).flatten().tolist()
         if not over:
-            return
+            return counts.numpy()
         keep = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
         for c in over:
             idx = torch.nonzero(self.y == c).flatten()
             keep[idx[torch.randperm(len(idx), generator=gen)[quota:]]] = False
         self.X, self.y = self.X[keep], self.y[keep]
+        return np.minimum(counts.numpy(), quota)
 
     def remap(self, positions) -> None:
         """Follow a grown label set: class ``i`` becomes ``positions[i]``."""
