@@ -60,8 +60,9 @@ class HeadRates:
         n_classes)`` (None before the first update).
     moments : list of Tensor
         Adam's first and second moments of ``weight`` and ``bias``.
-    steps : int
-        Adam steps taken (all copies step together).
+    steps : ndarray of int
+        Adam steps taken by each copy (its bias correction; a fresh head that takes
+        over a copy brings its own).
     errors : ndarray of shape (n_rates,)
         Running error rate per copy.
     current : int
@@ -77,7 +78,7 @@ class HeadRates:
         self.weight: torch.Tensor | None = None
         self.bias: torch.Tensor | None = None
         self.moments: list = []
-        self.steps = 0
+        self.steps = np.zeros(len(self.rates), dtype=np.int64)
         self.errors = np.zeros(len(self.rates))
         self.current = int(np.argmin(self.rates))
         self.scored = 0
@@ -134,10 +135,18 @@ class HeadRates:
 
     @torch.no_grad()
     def fine_tune(self, head, feats, y, w, steps, mask, lr, weight_decay, decoupled) -> None:
+        """:meth:`learn`, then serve the copy with the lowest running error
+        (:meth:`_pick`) as ``head``."""
+        self.learn(feats, y, w, steps, mask, lr, weight_decay, decoupled)
+        self._pick()
+        head.weight.copy_(self.weight[self.current])
+        head.bias.copy_(self.bias[self.current])
+
+    @torch.no_grad()
+    def learn(self, feats, y, w, steps, mask, lr, weight_decay, decoupled) -> None:
         """``steps`` full-batch Adam steps (AdamW's decay when ``decoupled``) of every
         copy on fixed features, each at its multiple of ``lr``, with the closed-form
-        cross-entropy gradient of :func:`~skocl._steps.fine_tune_head`; then serve the
-        copy with the lowest running error (:meth:`_pick`) as ``head``. A copy whose
+        cross-entropy gradient of :func:`~skocl._steps.fine_tune_head`. A copy whose
         weights end up non-finite keeps those it had."""
         k, c, h = self.weight.shape
         n = y.shape[0]
@@ -156,17 +165,19 @@ class HeadRates:
             G_t = torch.softmax(z_t if mask_t is None else z_t + mask_t, dim=1)
             G_t = G_t.sub_(onehot_t).mul_(scale)
             grads = [(G_t.reshape(k * c, n) @ feats).view(k, c, h), G_t.sum(2)]
-            self.steps += 1
-            bc1, bc2 = 1 - b1**self.steps, math.sqrt(1 - b2**self.steps)
+            self.steps = self.steps + 1  # replaced, not changed: a checkpoint keeps the old
+            bc1 = torch.tensor(1 - b1**self.steps, dtype=feats.dtype, device=feats.device)
+            bc2 = torch.tensor(np.sqrt(1 - b2**self.steps), dtype=feats.dtype, device=feats.device)
             for p, g, m, v in zip((weight, bias), grads, moments[:2], moments[2:]):
-                lr_p = lrs.view(-1, *[1] * (p.dim() - 1))
+                shape = (-1, *[1] * (p.dim() - 1))
+                lr_p, bc1_p, bc2_p = lrs.view(shape), bc1.view(shape), bc2.view(shape)
                 if weight_decay and decoupled:
                     p.mul_(1 - lr_p * weight_decay)
                 elif weight_decay:
                     g = g.add(p, alpha=weight_decay)
                 m.mul_(b1).add_(g, alpha=1 - b1)
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                p.sub_(m / (v.sqrt() / bc2 + EPS) * (lr_p / bc1))
+                p.sub_(m / (v.sqrt() / bc2_p + EPS) * (lr_p / bc1_p))
         finite = torch.isfinite(weight.sum((1, 2)) + bias.sum(1)).tolist()
         if not all(finite):  # such a copy keeps its weights (and moments)
             keep = torch.tensor(finite, device=weight.device)
@@ -177,9 +188,6 @@ class HeadRates:
                 for new, old in zip(moments, self.moments)
             ]
         self.weight, self.bias, self.moments = weight, bias, moments
-        self._pick()
-        head.weight.copy_(weight[self.current])
-        head.bias.copy_(bias[self.current])
 
     def _pick(self) -> None:
         if self.scored < 2:
@@ -216,7 +224,7 @@ class HeadRates:
             "weight": self.weight,
             "bias": self.bias,
             "moments": self.moments,
-            "steps": self.steps,
+            "steps": self.steps.tolist(),
             "errors": self.errors.tolist(),
             "current": self.current,
             "scored": self.scored,
@@ -237,7 +245,9 @@ class HeadRates:
         if state["weight"] is not None:
             self.weight, self.bias = state["weight"].to(device), state["bias"].to(device)
             self.moments = [m.to(device) for m in state["moments"]]
-        self.steps = int(state["steps"])
+        # A file of an earlier format 5 holds one count, shared by every copy.
+        steps = np.asarray(state["steps"], dtype=np.int64)
+        self.steps = np.broadcast_to(steps, (len(self.rates),)).copy()
         self.errors = np.asarray(state["errors"], dtype=float)
         self.current = int(state["current"])
         self.scored = int(state["scored"])
