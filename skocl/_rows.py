@@ -110,6 +110,15 @@ class Rows:
             self.device, None if self.labels is None else self.labels[idx.numpy()], self.sparse,
         )  # fmt: skip
 
+    def sample(self, limit: int, gen) -> Rows:
+        """All the rows, or of more than ``limit``, a uniform sample of ``limit`` (drawn
+        without replacement from ``gen``; all of them again if the sample weighs
+        nothing)."""
+        if len(self) <= limit:
+            return self
+        sample = self.subset(torch.randperm(len(self), generator=gen)[:limit])
+        return self if sample.w is not None and not bool(sample.w.sum() > 0) else sample
+
     def numpy(self) -> np.ndarray | sp.csr_matrix:
         """X as the host array (or CSR matrix) it was made from, without a copy."""
         return self.X if sp.issparse(self.X) else self.X.numpy()

@@ -11,7 +11,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._modules import OPTIMIZERS, TrunkHeadNet
-from ._steps import forward
+from ._steps import argmax_rows, forward
 from ._validation import FLOATS, cast
 
 
@@ -72,7 +72,7 @@ class ServingMixin:
         """
         tasks = self.learner_.tasks if hasattr(self, "learner_") else None
         if tasks is None:
-            idx = self._forward(X, _argmax)
+            idx = self._forward(X, argmax_rows)
             return self.classes_[idx]
         idx = tasks.argmax(self._forward(X))
         columns = [classes[idx[:, t]] for t, classes in enumerate(self.classes_)]
@@ -189,10 +189,6 @@ class ServingMixin:
         params.update(kwargs)
         skorch_net = NeuralNetClassifier(module, **params)
         return skorch_net.initialize()
-
-
-def _argmax(z):
-    return z.argmax(1)
 
 
 def _softmax(z):

@@ -293,6 +293,15 @@ def fine_tune_heads(
     return skipped
 
 
+def argmax_rows(z: torch.Tensor) -> torch.Tensor:
+    return z.argmax(1)
+
+
+@torch.no_grad()
+def finite_outputs(head: nn.Module, feats: torch.Tensor) -> bool:
+    return math.isfinite(head(feats).sum().item())
+
+
 @torch.no_grad()
 def features(trunk: nn.Module, rows: Rows, batch_size: int) -> torch.Tensor:
     """Trunk features of every row of ``rows``, without a graph (callers set eval
