@@ -1,7 +1,7 @@
 """OnlineFineTuneClassifier: the sklearn-facing estimator.
 
 It validates input, encodes labels and keeps fitted state; the torch side (networks,
-the update rules, seeding) lives in ``_network.py``.
+the update rule, its components) lives in ``_learner.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from ._modules import (
     AUTO_TRUNK_LR,
     DTYPES,
     OPTIMIZERS,
-    TrunkHeadNet,
     make_module,
     resolve_device,
     takes_sparse,
@@ -57,12 +56,15 @@ from ._validation import (
     start_task_classes,
     task_columns,
 )
+from ._views import LearnerViewsMixin
 from .exceptions import NonFiniteStepWarning
 
 _RESET_BY_VALIDATE = ("n_features_in_", "feature_names_in_")
 
 
-class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEstimator):
+class OnlineFineTuneClassifier(
+    TasksMixin, LearnerViewsMixin, ClassifierMixin, ServingMixin, BaseEstimator
+):
     r"""A PyTorch classifier that is pretrained with ``fit`` and keeps learning online
     with ``partial_fit``.
 
@@ -173,6 +175,11 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         prequential error of each chunk, predicted before it is learned. ``"auto"`` is
         river's ADWIN when river is installed, no detection otherwise. The detector
         passed is cloned at each (re)start, never updated in place.
+    fresh_head : bool, default=True
+        On a drift that changes the concept, learn a head from zero beside the head; it
+        replaces the head once its recent prequential error is lower by a margin
+        (``fresh_heads_``). One task, a plain ``nn.Linear`` head, Adam or AdamW. See
+        the user guide's "Drift".
     dtype : {"float32", "float64"}, default="float32"
         Floating point type of the network.
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
@@ -217,6 +224,8 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         The rate of the head copy that predicts: ``head_lr`` times the entry of
         ``head_rates`` with the lowest recent prequential error; ``head_lr`` while the
         head is fine-tuned at one rate (a head still learning, or several tasks).
+    fresh_heads_ : int
+        Times a fresh head replaced the head after a drift (``fresh_head``).
     drift_detector_ : object or None
         The detector in use (a clone of ``drift_detector``); of several tasks, a list.
     drifts_ : list of int
@@ -248,7 +257,10 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
        detector; on a detection while the chunk's error rate is above its recent level,
        the replay rows of the chunk's classes are dropped when the chunk's inputs look
        like the memory's (the concept changed; new classes or domains keep them), and
-       the EMA fusion restarts;
+       the EMA fusion restarts; with ``fresh_head``, a concept change also starts a
+       fresh head, learned beside :math:`\phi` in step 2 and scored on each chunk
+       before it is learned, which replaces :math:`\phi` once its recent error is
+       lower by a margin;
     1. trunk update: for each mini-batch :math:`B \subseteq C` (``trunk_epochs``
        shuffled passes), :math:`\theta \leftarrow \mathrm{opt}_\theta(\theta,
        \nabla_\theta L(\theta, \phi; B) + \lambda F \odot (\theta - \theta^*))` at rate
@@ -289,6 +301,13 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
     True
     >>> clf.head_lr_  # the fitted head kept its slowest rate: head_lr * 0.01
     0.0001
+
+    Labels that all move (a new concept): a fresh head learns it and takes over.
+
+    >>> for start in range(0, 300, 100):
+    ...     clf = clf.partial_fit(X[start:start + 100], (y[start:start + 100] + 1) % 10)
+    >>> clf.fresh_heads_, bool(clf.score(X[1700:], (y[1700:] + 1) % 10) > 0.85)
+    (1, True)
 
     Several tasks over one trunk, a head each (NaN: a missing label):
 
@@ -331,6 +350,7 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         "ema_decay": [Interval(Real, 0, 1, closed="left")],
         "wise_alpha": [Interval(Real, 0, 1, closed="both")],
         "drift_detector": [StrOptions({"auto"}), HasMethods(["update"]), None],
+        "fresh_head": ["boolean"],
         "dtype": [StrOptions(set(DTYPES))],
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -370,6 +390,7 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         ema_decay=0.9,
         wise_alpha=0.5,
         drift_detector="auto",
+        fresh_head=True,
         dtype="float32",
         device="cpu",
         random_state=None,
@@ -405,6 +426,7 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         self.ema_decay = ema_decay
         self.wise_alpha = wise_alpha
         self.drift_detector = drift_detector
+        self.fresh_head = fresh_head
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
@@ -667,23 +689,6 @@ class OnlineFineTuneClassifier(TasksMixin, ClassifierMixin, ServingMixin, BaseEs
         self.n_skipped_steps_ = 0
         self.validation_scores_ = None
         self.best_validation_score_ = None
-
-    @property
-    def drift_detector_(self):
-        return self.learner_.drift.detector
-
-    @property
-    def drifts_(self):
-        return self.learner_.drift.drifts
-
-    @property
-    def head_lr_(self):
-        rates = self.learner_.rates
-        return self.head_lr * (1.0 if rates is None or rates.weight is None else rates.rate)
-
-    @property
-    def served_module_(self):
-        return TrunkHeadNet(*self.learner_.served)
 
     # ------------------------------------------------------------------ persistence
     def _export_state(self) -> tuple[dict, dict]:

@@ -203,7 +203,7 @@ class ReplayMemory:
         """Follow the head's growth to a larger label set."""
         self.remap(growth.label_map)
 
-    def forget_contradicted(self, X, y_idx) -> None:
+    def forget_contradicted(self, X, y_idx) -> bool:
         """After a drift, drop the rows that the new data contradicts.
 
         A drift in the error can be a new concept (the same inputs now carry other
@@ -211,7 +211,8 @@ class ReplayMemory:
         stay valid and keep guarding against forgetting). When the chunk's inputs ``X``
         (host array or CSR matrix) look like the memory's (mean |z| of the per-feature
         mean difference below ``SAME_INPUTS_Z``), the rows of the chunk's classes are
-        dropped; otherwise they are kept.
+        dropped; otherwise they are kept. Returns whether they were dropped (the
+        concept changed).
         """
         Xc = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
         Xm = self.X.double()  # its moments are computed where it lives
@@ -222,6 +223,8 @@ class ReplayMemory:
         z[(var == 0) & (diff > 0)] = np.inf
         if np.mean(np.minimum(z, 1e6)) < SAME_INPUTS_Z:
             self.drop_classes(np.unique(y_idx))
+            return True
+        return False
 
     def drop_classes(self, classes) -> None:
         """Forget the rows of these class indices (their counts start again)."""

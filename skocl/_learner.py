@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._continual import Anchor, ReplayMemory, empirical_fisher
 from ._drift import DriftMonitor
+from ._fresh_head import FreshHead
 from ._fusion import NoFusion, make_fusion
 from ._head_rates import HeadRates
 from ._modules import (
@@ -32,9 +33,11 @@ from ._sparse import csr_rows
 from ._sparse_replay import SparseReplayMemory
 from ._steps import (
     Transaction,
+    argmax_rows,
     features,
     fine_tune_head,
     fine_tune_heads,
+    finite_outputs,
     forward,
     predict_rows,
     snapshot,
@@ -71,6 +74,7 @@ class Settings:
     head_lr: float
     head_steps: int
     head_rates: tuple
+    fresh_head: bool
     memory_size: int
     memory_strategy: str
     regularization: str | None
@@ -164,6 +168,8 @@ class OnlineLearner:
             self.drift = TaskDriftMonitor(detector, k)
         # Of one task, the head is fine-tuned at several rates (HeadRates).
         self.rates = HeadRates() if self.tasks is None else None
+        # Of one task, a drift starts a fresh head beside the head (FreshHead).
+        self.fresh = FreshHead() if self.tasks is None else None
         self.anchor: Anchor | None = None
         self.fusion = NoFusion()
         self.settings: Settings | None = None
@@ -177,7 +183,8 @@ class OnlineLearner:
         1. predict the chunk before learning it: each of the head's rates
            (:class:`HeadRates`, of a trained head) is scored on it, and (``watch``) the
            errors feed the drift monitor; on a drift it reacts to, drop the replay rows
-           the chunk contradicts and restart the fusion;
+           the chunk contradicts (then start a :class:`FreshHead`, which replaces the
+           head once it leads) and restart the fusion;
         2. in a transaction (undone if a weight ends up non-finite): trunk epochs, then
            the head's fine-tune on the trunk's frozen features (at each of the head's
            rates, the best one served), replayed rows joining both; classes of a fixed
@@ -196,8 +203,10 @@ class OnlineLearner:
         self._check_anchor(s)
         watch = watch and self.drift.detector is not None
         rates = self._several_rates(s)
+        fresh = self.fresh is not None and self.fresh.allowed(self, s, watch)
         if watch or rates:
-            self._look(rows, s, seen, watch, rates)
+            if self._look(rows, s, seen, watch, rates, fresh):
+                saved = None  # the head changed since the checkpoint's copies
         self.see(rows.labels)
         self._set_rates(s)
         if self.anchor is None and self.user_module:
@@ -226,28 +235,46 @@ class OnlineLearner:
         rates.start(self.head, s.optimizer, self.anchor is not None or self.user_module)
         return not rates.off
 
-    def _look(self, rows: Rows, s: Settings, seen: int, watch: bool, rates: bool) -> None:
+    def _look(self, rows, s: Settings, seen: int, watch: bool, rates: bool, fresh: bool) -> bool:
         """Predict the chunk before learning it: each of the head's rates is scored on
-        it (``rates``) and the errors of the served weights feed the drift monitor
-        (``watch``), from one pass of the trunk when the live weights are served."""
-        pred = None
-        if rates:
+        it (``rates``), and a fresh head against the head (``fresh``), which it
+        replaces when it leads; the errors of the served weights feed the drift monitor
+        (``watch``), which may start a fresh head. One pass of the trunk serves all
+        when the live weights are served. Returns whether a fresh head took over."""
+        pred, took_over = None, False
+        learning = fresh and self.fresh.active
+        if rates or learning:
             feats = features(self.trunk, rows, s.batch(len(rows)))
-            pred = self.rates.score(feats, rows.y, rows.w, self.mask)
+            if rates:
+                pred = self.rates.score(feats, rows.y, rows.w, self.mask)
+            else:
+                z = self.head(feats)
+                pred = argmax_rows(z if self.mask is None else z + self.mask)
+            if learning:
+                self.fresh.score(feats, rows.y, rows.w, self.mask, pred)
+                if self.fresh.leads():
+                    self.fresh.take_over(self.head, self.head_optimizer, self.rates)
+                    self.fusion.restart()
+                    took_over = True
         if watch:
             served = pred is not None and self.served[1] is self.head
-            self._watch(rows, s, seen, pred.cpu().numpy() if served else None)
+            self._watch(rows, s, seen, pred.cpu().numpy() if served else None, fresh)
+        return took_over
 
-    def _watch(self, rows: Rows, s: Settings, seen: int, pred=None) -> None:
+    def _watch(self, rows: Rows, s: Settings, seen: int, pred=None, fresh=False) -> None:
         """Feed the errors of the served weights' predictions ``pred`` of the chunk
         (made here when None) to the drift monitor (per task: the errors of the rows
-        labelled for it)."""
+        labelled for it); a drift it reacts to starts a fresh head (``fresh``)."""
         if pred is None:
             pred = predict_rows(*self.served, rows, s.batch(len(rows)), self.mask, self.tasks)
         if self.tasks is None:
             if self.drift.observe(pred != rows.labels, seen):
-                if len(self.memory):
-                    self.memory.forget_contradicted(rows.numpy(), rows.labels)
+                # Same inputs, other labels: the rows of the chunk's classes go, and
+                # a fresh head learns the new concept (new inputs keep both).
+                held = self.memory.seen.numpy().copy()  # classes held before forgetting
+                if len(self.memory) and self.memory.forget_contradicted(rows.numpy(), rows.labels):
+                    if fresh:
+                        self.fresh.begin(self.head, rows.labels, held)
                 self.fusion.restart()
             return
         labels = rows.labels
@@ -263,7 +290,7 @@ class OnlineLearner:
 
     def _trunk_then_head(self, rows, s, memory, gen, txn, rates) -> tuple[float, int]:
         loss, taken, skipped = float("nan"), 0, 0
-        backup = None
+        backup = fresh = None
         batch = s.batch(len(rows))
         mask = self.mask
         if s.trunk_epochs and s.trunk_lr > 0:
@@ -282,7 +309,9 @@ class OnlineLearner:
             self.head.eval()
         feats = None
         if s.head_steps and (rows.w is None or bool(rows.w.sum() > 0)):
-            head_rows = _head_rows(rows, gen)
+            # The head learns from at most HEAD_ROWS rows of a chunk: a linear head's
+            # full-batch gradient on that many is close to the chunk's, for less work.
+            head_rows = rows.sample(HEAD_ROWS, gen)
             feats, y, w = features(self.trunk, head_rows, batch), head_rows.y, head_rows.w
             if memory is not None and len(memory):
                 feats, y, w = memory.join_features(feats, y, w, self.trunk, gen)
@@ -305,6 +334,12 @@ class OnlineLearner:
                     self.head, self.head_optimizer, feats, y, w, s.head_steps, mask,
                     self.tasks, active,
                 )  # fmt: skip
+            if self.fresh is not None and self.fresh.active:
+                fresh = copy.copy(self.fresh)  # put back if the update is undone
+                self.fresh.learn(
+                    feats, y, w, s.head_steps, mask, s.head_lr, s.weight_decay,
+                    s.optimizer == "adamw",
+                )  # fmt: skip
             taken, skipped = taken + s.head_steps - k, skipped + k
             self.head.eval()
         undone = False
@@ -314,11 +349,13 @@ class OnlineLearner:
             # Finite weights can still give non-finite outputs (a huge step, a huge
             # pull, an input far out of range): such an update is undone too, checked
             # on the rows it learned from.
-            undone = not (txn.finite() and _finite_outputs(self.head, feats))
+            undone = not (txn.finite() and finite_outputs(self.head, feats))
         if undone:
             txn.rollback()
             if backup is not None:
                 self.rates = backup
+            if fresh is not None:
+                self.fresh = fresh
             loss, skipped = float("nan"), skipped + taken
         return loss, skipped, undone
 
@@ -476,7 +513,7 @@ class OnlineLearner:
             with torch.no_grad():
                 undone = not (
                     txn.finite()
-                    and _finite_outputs(self.head, self.trunk(rows.take(slice(0, batch))))
+                    and finite_outputs(self.head, self.trunk(rows.take(slice(0, batch))))
                 )
             if undone:  # too high a learning rate: undo the epoch
                 txn.rollback()
@@ -594,7 +631,7 @@ class OnlineLearner:
         """Accuracy of the served weights on a checked X: of one task, the share of rows
         right; of several, the share of labelled entries right."""
         if self.tasks is None:
-            return float(np.mean(self.forward(X, _argmax) == y_idx))
+            return float(np.mean(self.forward(X, argmax_rows) == y_idx))
         pred = self.forward(X, self.tasks.argmax) + self.tasks.offsets[:-1]
         labelled = y_idx >= 0
         return float(np.mean(pred[labelled] == y_idx[labelled]))
@@ -626,7 +663,7 @@ class OnlineLearner:
 
     # ------------------------------------------------------------------ persistence
     def _components(self):
-        for name in ("memory", "anchor", "fusion", "drift", "rates"):
+        for name in ("memory", "anchor", "fusion", "drift", "rates", "fresh"):
             component = getattr(self, name)
             if component is not None:
                 yield name, component
@@ -660,24 +697,5 @@ class OnlineLearner:
         self.drift.load_state_dict(state["drift"])
         if self.rates is not None:
             self.rates.load_state_dict(state.get("rates"), self.device)
-
-
-def _head_rows(rows: Rows, gen) -> Rows:
-    """The chunk's rows the head's fine-tune learns from: all of them, or of a chunk of
-    more than ``HEAD_ROWS``, a uniform sample of ``HEAD_ROWS`` (drawn without
-    replacement from the learner's stream; all of them again if the sample weighs
-    nothing). A linear head's full-batch gradient on that many rows is close to the
-    chunk's, at a fraction of the features and steps."""
-    if len(rows) <= HEAD_ROWS:
-        return rows
-    sample = rows.subset(torch.randperm(len(rows), generator=gen)[:HEAD_ROWS])
-    return rows if sample.w is not None and not bool(sample.w.sum() > 0) else sample
-
-
-def _argmax(z):
-    return z.argmax(1)
-
-
-@torch.no_grad()
-def _finite_outputs(head, feats) -> bool:
-    return math.isfinite(head(feats).sum().item())
+        if self.fresh is not None:
+            self.fresh.load_state_dict(state.get("fresh"), self.device)

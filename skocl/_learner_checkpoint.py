@@ -54,6 +54,7 @@ class Checkpoint:
             if opt is not None
         ]
         parts = (learner, learner.memory, learner.fusion, learner.anchor, learner.rates)
+        parts += (learner.fresh,)
         parts += learner.memory.parts
         self.attrs = [(obj, dict(vars(obj))) for obj in parts if obj is not None]
         self.seen = learner.memory.seen.clone()

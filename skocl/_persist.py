@@ -47,7 +47,10 @@ FORMAT = "skocl-model"
 # 4: ``task_classes`` (a model of several tasks, a label set and a head per task).
 # 5: the learner's ``rates`` (the head's copies at several rates, ``head_rates``), which
 #    a model of one task holds; a model of several tasks holds none and is still
-#    written as version 4. A file of version 2 to 4 keeps ``head_lr`` alone.
+#    written as version 4. A file of version 2 to 4 keeps ``head_lr`` alone. Also
+#    (unreleased, so the same version) the learner's ``fresh`` head, learning after a
+#    drift, and a step count per copy; a version 5 file without them has no fresh head
+#    learning and one count shared by the copies.
 FORMAT_VERSION = 5
 READS_FORMATS = (2, 3, 4, 5)
 

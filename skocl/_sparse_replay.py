@@ -287,9 +287,9 @@ class SparseReplayMemory:
         self._select.drop_classes(classes)
         self._collect()
 
-    def forget_contradicted(self, X, y_idx) -> None:
+    def forget_contradicted(self, X, y_idx) -> bool:
         """After a drift, drop the rows of the chunk's classes when the chunk's inputs
-        look like the memory's.
+        look like the memory's; returns whether they did (the concept changed).
 
         The rule of :meth:`skocl._continual.ReplayMemory.forget_contradicted` (per
         column, :math:`z = |\bar x_{chunk} - \bar x_{memory}| / se`; inputs alike
@@ -301,12 +301,12 @@ class SparseReplayMemory:
         whose columns carry most of the chunk's values, show.
         """
         if not len(self):
-            return
+            return False
         Xc = X.to_scipy() if isinstance(X, SparseRows) else sp.csr_matrix(X)
         Xm = self.rows.to_scipy()
         cols = np.union1d(np.unique(Xc.indices), np.unique(Xm.indices))
         if not len(cols) or not Xc.shape[0]:
-            return
+            return False
         Xc, Xm = Xc[:, cols].astype(np.float64), Xm[:, cols].astype(np.float64)
 
         def moments(A):
@@ -322,6 +322,8 @@ class SparseReplayMemory:
         z[(var == 0) & (diff > 0)] = np.inf
         if np.average(np.minimum(z, 1e6), weights=(c_mass + m_mass) / 2) < SAME_INPUTS_Z:
             self.drop_classes(np.unique(y_idx))
+            return True
+        return False
 
     def clear(self) -> None:
         self._select.clear()

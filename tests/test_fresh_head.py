@@ -1,0 +1,152 @@
+"""A fresh head after a drift that switches the concept (``fresh_head``): it learns the
+new concept faster than the head unlearns the old one, it is started only when the
+concept changed (not for new classes, not on a stationary stream), and it is part of
+the model's state (all-or-nothing calls, growth, save and load)."""
+
+import numpy as np
+import pytest
+import torch
+from _util import assert_same_tree
+from sklearn.datasets import load_digits, make_classification
+from sklearn.utils._param_validation import InvalidParameterError
+
+import skocl
+from skocl import OnlineFineTuneClassifier
+from skocl.datasets import make_drift_stream
+
+SWITCH = 3000
+
+
+@pytest.fixture(scope="module")
+def switched():
+    """Three classes; from row 3,000 every label moves to the next class."""
+    X, y = make_classification(
+        6000, 10, n_informative=6, n_classes=3, n_clusters_per_class=1, random_state=0
+    )
+    return X, np.where(np.arange(len(y)) >= SWITCH, (y + 1) % 3, y)
+
+
+def prequential(clf, X, y, stop=None, chunk=100, classes=(0, 1, 2), each=None):
+    """Test-then-train in chunks; per-chunk accuracy (the first chunk only learned)."""
+    clf.partial_fit(X[:chunk], y[:chunk], classes=classes)
+    acc = []
+    for s in range(chunk, stop or len(y), chunk):
+        acc.append(np.mean(clf.predict(X[s : s + chunk]) == y[s : s + chunk]))
+        clf.partial_fit(X[s : s + chunk], y[s : s + chunk])
+        if each is not None:
+            each(clf)
+    return np.array(acc)
+
+
+def test_a_switched_concept_is_learned_by_a_fresh_head(switched):
+    X, y = switched
+    after = slice(SWITCH // 100 - 1, SWITCH // 100 + 9)  # the 1,000 rows after the switch
+    on = OnlineFineTuneClassifier(random_state=0)
+    acc_on = prequential(on, X, y)
+    off = OnlineFineTuneClassifier(random_state=0, fresh_head=False)
+    acc_off = prequential(off, X, y)
+    assert on.fresh_heads_ >= 1 and off.fresh_heads_ == 0
+    assert not on.learner_.fresh.active  # it became the head
+    # Before the switch the two are the same model; after it, the fresh head leads.
+    np.testing.assert_array_equal(acc_on[: after.start], acc_off[: after.start])
+    assert acc_on[after].mean() > acc_off[after].mean() + 0.1  # 0.699 against 0.556
+    assert acc_on[-10:].mean() > 0.85  # 0.888
+
+
+def test_a_stationary_stream_starts_no_fresh_head():
+    X, y, _ = make_drift_stream(20000, 20, 4, drift_points=(), random_state=0)
+    active = []
+    clf = OnlineFineTuneClassifier(random_state=0)
+    prequential(clf, X, y, chunk=500, classes=np.arange(4),
+                each=lambda c: active.append(c.learner_.fresh.active))  # fmt: skip
+    assert not any(active) and clf.fresh_heads_ == 0
+
+
+def test_new_classes_start_no_fresh_head():
+    """Class-incremental digits: the error jumps when classes 5-9 arrive and the
+    detector reacts, but their inputs are new, so the head (and its old classes) stay."""
+    X, y = load_digits(return_X_y=True)
+    order = np.argsort(y >= 5, kind="stable")
+    X, y = X[order] / 16.0, y[order]
+    active = []
+    clf = OnlineFineTuneClassifier(random_state=0)
+    prequential(clf, X, y, chunk=50, classes=np.arange(10),
+                each=lambda c: active.append(c.learner_.fresh.active))  # fmt: skip
+    assert clf.drifts_  # the detector fired
+    assert not any(active) and clf.fresh_heads_ == 0
+
+
+def test_fresh_head_false_or_an_sgd_head_never_starts_one(switched):
+    X, y = switched
+    for params in ({"fresh_head": False}, {"optimizer": "sgd"}):
+        clf = OnlineFineTuneClassifier(random_state=0, **params)
+        active = []
+        prequential(clf, X, y, each=lambda c, seen=active: seen.append(c.learner_.fresh.active))
+        assert clf.drifts_ and not any(active) and clf.fresh_heads_ == 0
+
+
+def until_learning(X, y, **params):
+    """A model fed the switched stream until a fresh head is learning, and the row
+    reached."""
+    clf = OnlineFineTuneClassifier(random_state=0, **params)
+    clf.partial_fit(X[:100], y[:100], classes=np.arange(3))
+    for s in range(100, len(y), 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+        if clf.learner_.fresh.active:
+            return clf, s + 100
+    raise AssertionError("no fresh head started")
+
+
+def test_saved_while_learning_the_fresh_head_resumes_exactly(switched, tmp_path):
+    X, y = switched
+    clf, s = until_learning(X, y)
+    again = skocl.load(skocl.save(clf, tmp_path / "model.skocl"))
+    assert again.learner_.fresh.active
+    assert_same_tree(clf.learner_.fresh.state_dict(), again.learner_.fresh.state_dict())
+    for start in range(s, s + 1000, 100):
+        clf.partial_fit(X[start : start + 100], y[start : start + 100])
+        again.partial_fit(X[start : start + 100], y[start : start + 100])
+    assert clf.fresh_heads_ == again.fresh_heads_ == 1
+    np.testing.assert_array_equal(clf.predict_proba(X), again.predict_proba(X))
+
+
+def test_a_failed_call_puts_the_fresh_head_back(switched, monkeypatch):
+    X, y = switched
+    clf, s = until_learning(X, y)
+    before = clf.learner_.fresh.state_dict()
+    weights = [p.detach().clone() for p in clf.module_.parameters()]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the memory broke")
+
+    # The failure comes after the take-over and the fine-tunes of this call.
+    monkeypatch.setattr(type(clf.learner_.memory), "offer", broken)
+    with pytest.raises(RuntimeError, match="the memory broke"):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    assert clf.fresh_heads_ == 0
+    assert_same_tree(before, clf.learner_.fresh.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(weights, clf.module_.parameters()))
+
+
+def test_the_fresh_head_grows_with_the_label_set(switched):
+    X, y = switched
+    clf = OnlineFineTuneClassifier(random_state=0)
+    clf.partial_fit(X[:100], y[:100])  # the label set grows: no classes given
+    for s in range(100, len(y), 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+        if clf.learner_.fresh.active:
+            break
+    fresh = clf.learner_.fresh
+    old = fresh.weight.clone()
+    clf.partial_fit(X[s + 100 : s + 200], np.full(100, 7))  # a fourth class
+    if fresh.active:  # unless it took over on this chunk
+        assert fresh.weight.shape == (1, 4, clf.module_.head.in_features)
+        assert fresh.bias.shape == (1, 4) and all(m.shape[1] == 4 for m in fresh.moments)
+        assert old.shape[1] == 3
+    assert clf.module_.head.out_features == 4
+
+
+def test_a_bad_fresh_head_is_an_error_naming_it(switched):
+    X, y = switched
+    with pytest.raises(InvalidParameterError, match="fresh_head"):
+        OnlineFineTuneClassifier(fresh_head="yes").partial_fit(X[:100], y[:100])
