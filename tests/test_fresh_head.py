@@ -5,6 +5,7 @@ the model's state (all-or-nothing calls, growth, save and load)."""
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from _util import assert_same_tree
 from sklearn.datasets import load_digits, make_classification
@@ -51,6 +52,18 @@ def test_a_switched_concept_is_learned_by_a_fresh_head(switched):
     np.testing.assert_array_equal(acc_on[: after.start], acc_off[: after.start])
     assert acc_on[after].mean() > acc_off[after].mean() + 0.1  # 0.699 against 0.556
     assert acc_on[-10:].mean() > 0.85  # 0.888
+
+
+def test_sparse_rows_get_a_fresh_head_too(switched):
+    X, y = switched
+    Xs = sp.csr_matrix(np.where(np.abs(X) > 0.5, X, 0.0))
+    after = slice(SWITCH // 100 - 1, SWITCH // 100 + 9)
+    on = OnlineFineTuneClassifier(random_state=0)
+    acc_on = prequential(on, Xs, y)
+    off = OnlineFineTuneClassifier(random_state=0, fresh_head=False)
+    acc_off = prequential(off, Xs, y)
+    assert on.learner_.sparse and on.fresh_heads_ >= 1
+    assert acc_on[after].mean() > acc_off[after].mean() + 0.1  # 0.698 against 0.507
 
 
 def test_a_stationary_stream_starts_no_fresh_head():
