@@ -12,6 +12,12 @@ from torch import nn
 
 from ._head_rates import DECAY, SWITCH_Z, HeadRates
 
+# Chunks a fresh head is scored on before it ends if it has not taken over: its cost
+# (about 1.4 times a 32-row call while it learns) is bounded. bench_fresh_head.py
+# (DEFAULTS.md): take-overs came after 1 to 6 chunks but for two of 53 (28 and 80
+# chunks of 32 rows), while fresh heads that never took over learned on for hundreds.
+PATIENCE = 10
+
 
 class FreshHead(HeadRates):
     """A head started from zero weights when the learner reacts to a drift, fine-tuned
@@ -29,7 +35,8 @@ class FreshHead(HeadRates):
     ``1 - DECAY`` on the newest chunk, from the first chunk after the start). The fresh
     head takes over (:meth:`leads`) when its rate is below the head's by more than
     ``SWITCH_Z`` binomial standard errors of a chunk's rate, the margin of
-    :class:`~skocl._head_rates.HeadRates`. A fresh head already ahead of the head
+    :class:`~skocl._head_rates.HeadRates`; one that has not after ``PATIENCE`` chunks
+    ends. A fresh head already ahead of the head
     carries on through the next reaction; otherwise a reaction starts it again.
 
     Attributes
@@ -98,6 +105,15 @@ class FreshHead(HeadRates):
         wrong = (live_pred != y).to(feats.dtype)
         rate = float(wrong.mean() if w is None else w @ wrong / w.sum())
         self.live = rate if scored == 0 else DECAY * self.live + (1 - DECAY) * rate
+
+    def decide(self) -> bool:
+        """After a chunk is scored: whether the fresh head takes over now (it
+        :meth:`leads`); one that has not after ``PATIENCE`` chunks ends."""
+        if self.leads():
+            return True
+        if self.scored >= PATIENCE:
+            self.end()
+        return False
 
     def leads(self) -> bool:
         """Whether the fresh head's running error is below the head's by the margin."""

@@ -252,7 +252,7 @@ class OnlineLearner:
                 pred = argmax_rows(z if self.mask is None else z + self.mask)
             if learning:
                 self.fresh.score(feats, rows.y, rows.w, self.mask, pred)
-                if self.fresh.leads():
+                if self.fresh.decide():
                     self.fresh.take_over(self.head, self.head_optimizer, self.rates)
                     self.fusion.restart()
                     took_over = True
