@@ -17,6 +17,11 @@ from torch.nn import functional as F
 
 # Below this mean |z| a chunk's inputs count as drawn like the replay memory's.
 SAME_INPUTS_Z = 2.0
+# Rows compared by nearest neighbours in ReplayMemory._contradicted, and by how much more
+# often a chunk's labels must differ from their nearest memory row's than memory rows'
+# differ among themselves.
+CHECK_ROWS = 512
+CONTRADICT_MARGIN = 0.2
 
 
 class ReplayMemory:
@@ -210,9 +215,10 @@ class ReplayMemory:
         labels: old rows must go) or new inputs (new classes, a new domain: old rows
         stay valid and keep guarding against forgetting). When the chunk's inputs ``X``
         (host array or CSR matrix) look like the memory's (mean |z| of the per-feature
-        mean difference below ``SAME_INPUTS_Z``), the rows of the chunk's classes are
-        dropped; otherwise they are kept. Returns whether they were dropped (the
-        concept changed).
+        mean difference below ``SAME_INPUTS_Z``), or its labels contradict the memory's
+        at the same inputs (:meth:`_contradicted`: the means can move with the concept),
+        the rows of the chunk's classes are dropped; otherwise they are kept. Returns
+        whether they were dropped (the concept changed).
         """
         Xc = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
         Xm = self.X.double()  # its moments are computed where it lives
@@ -221,10 +227,41 @@ class ReplayMemory:
         diff = np.abs(Xc.mean(axis=0) - m_mean)
         z = np.divide(diff, np.sqrt(var), out=np.zeros_like(diff), where=var > 0)
         z[(var == 0) & (diff > 0)] = np.inf
-        if np.mean(np.minimum(z, 1e6)) < SAME_INPUTS_Z:
+        if np.mean(np.minimum(z, 1e6)) < SAME_INPUTS_Z or self._contradicted(Xc, y_idx):
             self.drop_classes(np.unique(y_idx))
             return True
         return False
+
+    @torch.no_grad()
+    def _contradicted(self, Xc: np.ndarray, y_idx: np.ndarray) -> bool:
+        """Whether the chunk's labels contradict the memory's at the same inputs: most
+        of the chunk's rows (at most ``CHECK_ROWS``) lie as close to a memory row as
+        memory rows lie to each other (the median distance to the nearest other one, at
+        least a twentieth of the typical distance between them),
+        and those rows' labels differ from their nearest memory row's more often than
+        memory rows' differ from their nearest neighbour's, by ``CONTRADICT_MARGIN``.
+        Inputs whose distribution moved with the concept (a generator that balances
+        its classes) fail the test of the means but pass this one."""
+        Xm, ym = self.X, self.y
+        step = max(len(Xc) // CHECK_ROWS, 1)
+        C = torch.as_tensor(Xc[::step][:CHECK_ROWS], dtype=Xm.dtype, device=Xm.device)
+        yc = torch.as_tensor(y_idx[::step][:CHECK_ROWS], device=ym.device)
+        own = torch.arange(0, len(Xm), max(len(Xm) // CHECK_ROWS, 1), device=ym.device)
+        D = torch.cdist(Xm.index_select(0, own), Xm)
+        D[torch.arange(len(own), device=D.device), own] = torch.inf  # not itself
+        spacing, nearest = D.min(1)
+        # At least a twentieth of the typical distance between memory rows: rows that
+        # repeat (categorical inputs) would set no scale, and a chunk's copy of them
+        # differs by what an online scaler moved since they were kept.
+        typical = D[torch.isfinite(D)].median()
+        radius = torch.maximum(spacing.median(), typical / 20)
+        d, j = torch.cdist(C, Xm).min(1)
+        close, close_m = d <= radius, spacing <= radius
+        if float(close.float().mean()) < 0.5 or not bool(close_m.any()):
+            return False
+        differ = float((yc[close] != ym[j[close]]).float().mean())
+        base = float((ym[own][close_m] != ym[nearest[close_m]]).float().mean())
+        return differ > base + CONTRADICT_MARGIN
 
     def drop_classes(self, classes) -> None:
         """Forget the rows of these class indices (their counts start again)."""

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import skocl
 from skocl import OnlineFineTuneClassifier
+from skocl._continual import ReplayMemory
 from skocl.datasets import make_drift_stream
 
 SWITCH = 3000
@@ -163,3 +164,46 @@ def test_a_bad_fresh_head_is_an_error_naming_it(switched):
     X, y = switched
     with pytest.raises(InvalidParameterError, match="fresh_head"):
         OnlineFineTuneClassifier(fresh_head="yes").partial_fit(X[:100], y[:100])
+
+
+def balanced_categorical(rule, n, rng):
+    """Rows of three categorical features in {0, 1, 2} labelled by ``rule``, the classes
+    taking turns (as river's STAGGER with ``balance_classes``): the inputs' distribution
+    moves with the rule."""
+    rows, labels, want = [], [], 0
+    while len(rows) < n:
+        x = rng.integers(0, 3, size=3)
+        if int(rule(x)) == want:
+            rows.append(x)
+            labels.append(want)
+            want = 1 - want
+    return np.array(rows, dtype=float), np.array(labels)
+
+
+def rule_b(x):
+    return (x[..., 1] == 2) | (x[..., 2] == 1)
+
+
+def test_a_new_rule_over_moved_inputs_is_a_concept_change(monkeypatch):
+    """The inputs' means move with the rule, so only the nearest-neighbour test finds
+    that the chunk contradicts the memory: its rows go and a fresh head takes over."""
+    rng = np.random.default_rng(0)
+    XA, yA = balanced_categorical(lambda x: x[0] == 0 and x[1] == 0, 3000, rng)
+    XB, yB = balanced_categorical(rule_b, 3000, rng)
+    X, y = np.vstack([XA, XB]), np.concatenate([yA, yB])
+    assert np.abs(XA.mean(0) - XB.mean(0)).max() > 0.3  # the test of the means fails
+
+    def run():
+        clf = OnlineFineTuneClassifier(random_state=0)
+        acc = prequential(clf, X, y, classes=(0, 1))
+        memory = clf.learner_.memory
+        wrong = np.mean(rule_b(memory.X.numpy()) != memory.y.numpy().astype(bool))
+        return clf, acc[29:49].mean(), wrong
+
+    clf, acc, wrong = run()
+    with monkeypatch.context() as m:
+        m.setattr(ReplayMemory, "_contradicted", lambda self, X, y: False)
+        clf_means, acc_means, wrong_means = run()
+    assert clf.fresh_heads_ >= 1 and clf_means.fresh_heads_ == 0
+    assert wrong < 0.01 < 0.1 < wrong_means  # the old rule's rows were dropped
+    assert acc > acc_means + 0.1  # 0.801 against 0.606 over the 2,000 rows after
