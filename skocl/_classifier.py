@@ -256,11 +256,11 @@ class OnlineFineTuneClassifier(
     0. drift: :math:`C` is predicted before it is learned and the errors feed the
        detector; on a detection while the chunk's error rate is above its recent level,
        the replay rows of the chunk's classes are dropped when the chunk's inputs look
-       like the memory's (the concept changed; new classes or domains keep them), and
-       the EMA fusion restarts; with ``fresh_head``, a concept change also starts a
-       fresh head, learned beside :math:`\phi` in step 2 and scored on each chunk
-       before it is learned, which replaces :math:`\phi` once its recent error is
-       lower by a margin;
+       like the memory's or contradict its labels (the concept changed; new classes or
+       domains keep them), and the EMA fusion restarts; with ``fresh_head``, a concept
+       change also starts a fresh head, learned beside :math:`\phi` in step 2 and
+       scored on each chunk before it is learned, which replaces :math:`\phi` once its
+       recent error is lower by a margin;
     1. trunk update: for each mini-batch :math:`B \subseteq C` (``trunk_epochs``
        shuffled passes), :math:`\theta \leftarrow \mathrm{opt}_\theta(\theta,
        \nabla_\theta L(\theta, \phi; B) + \lambda F \odot (\theta - \theta^*))` at rate
