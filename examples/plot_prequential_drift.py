@@ -56,6 +56,19 @@ detected = models["skocl defaults"].drifts_
 print(f"true drifts at rows {drifts.tolist()}, detected at rows {detected}")
 
 # %%
+# At each of these drifts the same inputs changed labels, so the defaults also started
+# a *fresh head* (``fresh_head=True``): a head from zero, learned beside the head, that
+# replaced it once it predicted the chunks better (``fresh_heads_`` counts the times;
+# see :ref:`fresh_head`). The same model without it:
+
+no_fresh = OnlineFineTuneClassifier(fresh_head=False, random_state=0)
+plain = prequential(no_fresh, iter_chunks(X, y, chunksize=100), classes=classes, verbose=0)
+print(
+    f"fresh heads that took over: {models['skocl defaults'].fresh_heads_}; prequential "
+    f"accuracy without them: {plain.running():.3f}"
+)
+
+# %%
 # ``drifts_`` holds the number of rows learned when the detector fired; without a
 # ``fit`` before the stream, that is the position in the stream. ADWIN flags any change
 # in the error rate, so the recovery after a drift (the error falling again) can be
