@@ -159,21 +159,9 @@ class FreshHead(HeadRates):
         self.takeovers += 1
         self.end()
 
-    def grow(self, growth) -> None:
+    def _start_rows(self, weight, bias) -> tuple[torch.Tensor, torch.Tensor]:
         """New classes start at zero, as the rest of a fresh head did."""
-        if self.weight is None:
-            return
-        idx = torch.as_tensor(growth.positions, device=growth.device)
-        new_weight, new_bias = (new.detach() for _, new in growth.pairs)
-        weight = torch.zeros_like(new_weight).unsqueeze(0)
-        bias = torch.zeros_like(new_bias).unsqueeze(0)
-        weight[:, idx], bias[:, idx] = self.weight, self.bias
-        moments = []
-        for m, like in zip(self.moments, (weight, bias) * 2):
-            padded = torch.zeros_like(like)
-            padded[:, idx] = m
-            moments.append(padded)
-        self.weight, self.bias, self.moments = weight, bias, moments
+        return torch.zeros_like(weight).unsqueeze(0), torch.zeros_like(bias).unsqueeze(0)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "live": self.live, "takeovers": self.takeovers}

@@ -205,10 +205,7 @@ class HeadRates:
         if self.weight is None:
             return
         idx = torch.as_tensor(growth.positions, device=growth.device)
-        new_weight, new_bias = (new.detach() for _, new in growth.pairs)
-        k = len(self.rates)
-        weight = new_weight.unsqueeze(0).repeat(k, 1, 1)
-        bias = new_bias.unsqueeze(0).repeat(k, 1)
+        weight, bias = self._start_rows(*(new.detach() for _, new in growth.pairs))
         weight[:, idx] = self.weight
         bias[:, idx] = self.bias
         moments = []
@@ -217,6 +214,12 @@ class HeadRates:
             padded[:, idx] = m
             moments.append(padded)
         self.weight, self.bias, self.moments = weight, bias, moments
+
+    def _start_rows(self, weight, bias) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every copy's rows of the grown head before its known classes are put back:
+        the grown head's own (new classes start as a fresh ``nn.Linear`` row would)."""
+        k = len(self.rates)
+        return weight.unsqueeze(0).repeat(k, 1, 1), bias.unsqueeze(0).repeat(k, 1)
 
     def state_dict(self) -> dict:
         return {
