@@ -59,7 +59,7 @@ print(f"true drifts at rows {drifts.tolist()}, detected at rows {detected}")
 # At each of these drifts the same inputs changed labels, so the defaults also started
 # a *fresh head* (``fresh_head=True``): a head from zero, learned beside the head, that
 # replaced it once it predicted the chunks better (``fresh_heads_`` counts the times;
-# see :ref:`fresh_head`). The same model without it:
+# see :ref:`the fresh head <fresh_head>`). The same model without it:
 
 no_fresh = OnlineFineTuneClassifier(fresh_head=False, random_state=0)
 plain = prequential(no_fresh, iter_chunks(X, y, chunksize=100), classes=classes, verbose=0)
