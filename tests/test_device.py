@@ -298,3 +298,39 @@ def test_head_rates_live_on_the_device_and_match_cpu(device, data):
     assert_matches_cpu(name, proba, cpu.predict_proba(X), y)
     if name == str(DEVICE):
         assert clf.head_lr_ == cpu.head_lr_
+
+
+def test_a_fresh_head_lives_on_the_device_and_matches_cpu(device):
+    """A concept switch: the neighbour test on the replay memory and a fresh head that
+    learns, is scored and takes over, all on the device."""
+    name, context, is_on_device = device
+    X, y = make_classification(
+        3000, 10, n_informative=6, n_classes=3, n_clusters_per_class=1, random_state=0
+    )
+    X, y = X.astype(np.float32), np.where(np.arange(3000) >= 1500, (y + 1) % 3, y)
+    fresh_tensors = []
+
+    def run(device_name, watch=False):
+        clf = OnlineFineTuneClassifier(
+            hidden_layer_sizes=(32,), device=device_name, random_state=0
+        )
+        clf.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
+        for start in range(100, 3000, 100):
+            clf.partial_fit(X[start : start + 100], y[start : start + 100])
+            fresh = clf.learner_.fresh
+            if watch and fresh.active:
+                fresh_tensors.extend([fresh.weight, fresh.bias, *fresh.moments])
+        return clf
+
+    with context():
+        clf = run(name, watch=True)
+        proba = clf.predict_proba(X)
+        # The neighbour test on the device's memory (host rows in): the labels moved.
+        memory = clf.learner_.memory
+        assert memory._contradicted(X[2900:], (y[2900:] + 1) % 3)
+        assert not memory._contradicted(X[2900:], y[2900:])
+    assert clf.fresh_heads_ >= 1 and fresh_tensors
+    assert all(is_on_device(t) for t in fresh_tensors)
+    cpu = run("cpu")
+    assert cpu.fresh_heads_ == clf.fresh_heads_ or name == "cuda"
+    assert_matches_cpu(name, proba, cpu.predict_proba(X), y)
