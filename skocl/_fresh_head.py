@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from ._head_rates import BETAS, DECAY, EPS, SWITCH_Z, HeadRates
 
 # Chunks a fresh head is scored on before it ends if it has not taken over: its cost
-# (about 1.4 times a 32-row call while it learns) is bounded. bench_fresh_head.py
+# (about 1.25 times a 32-row call while it learns) is bounded. bench_fresh_head.py
 # (DEFAULTS.md): take-overs came after 1 to 6 chunks but for two of 53 (28 and 80
 # chunks of 32 rows), while fresh heads that never took over learned on for hundreds.
 PATIENCE = 10
