@@ -37,8 +37,8 @@ class FreshHead(HeadRates):
     head takes over (:meth:`leads`) when its rate is below the head's by more than
     ``SWITCH_Z`` binomial standard errors of a chunk's rate, the margin of
     :class:`~skocl._head_rates.HeadRates`; one that has not after ``PATIENCE`` chunks
-    ends. A fresh head already ahead of the head
-    carries on through the next reaction; otherwise a reaction starts it again.
+    ends. A fresh head already ahead of the head carries on through the next reaction;
+    otherwise a reaction starts it again.
 
     Attributes
     ----------
@@ -62,8 +62,9 @@ class FreshHead(HeadRates):
 
     def allowed(self, learner, s, watch: bool) -> bool:
         """Whether a drift may start a fresh head in this update of ``learner`` (settings
-        ``s``, drift ``watch``-ed): a plain ``nn.Linear`` head with a bias, fine-tuned
-        with Adam or AdamW. Ends one that is no longer allowed."""
+        ``s``, drift ``watch``-ed): ``fresh_head`` set, a plain ``nn.Linear`` head with a
+        bias, fine-tuned (``head_steps`` and ``head_lr`` above 0) with Adam or AdamW.
+        Ends one that is no longer allowed."""
         head = learner.head
         ok = (
             s.fresh_head and watch and type(head) is nn.Linear and head.bias is not None
