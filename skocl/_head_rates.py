@@ -159,25 +159,33 @@ class HeadRates:
         weight, bias = self.weight.clone(), self.bias.clone()
         moments = [m.clone() for m in self.moments]
         b1, b2 = BETAS
-        for _ in range(steps):
+        # Each copy's bias corrections for every step of this call, made at once.
+        counts = self.steps + np.arange(1, steps + 1)[:, None]
+        bc2 = torch.tensor(np.sqrt(1 - b2**counts), dtype=feats.dtype, device=feats.device)
+        step_lr = lrs / torch.tensor(1 - b1**counts, dtype=feats.dtype, device=feats.device)
+        self.steps = self.steps + steps  # replaced, not changed: a checkpoint keeps the old
+        # Per parameter (weight, bias), per step: the corrections shaped to broadcast.
+        shapes = [(-1, *[1] * (p.dim() - 1)) for p in (weight, bias)]
+        per_step = [
+            (bc2.view(steps, *shape).unbind(0), step_lr.view(steps, *shape).unbind(0))
+            for shape in shapes
+        ]  # fmt: skip
+        for i in range(steps):
             z_t = torch.addmm(bias.reshape(-1, 1), weight.reshape(k * c, h), feats.t())
             z_t = z_t.view(k, c, n)
             G_t = torch.softmax(z_t if mask_t is None else z_t + mask_t, dim=1)
             G_t = G_t.sub_(onehot_t).mul_(scale)
             grads = [(G_t.reshape(k * c, n) @ feats).view(k, c, h), G_t.sum(2)]
-            self.steps = self.steps + 1  # replaced, not changed: a checkpoint keeps the old
-            bc1 = torch.tensor(1 - b1**self.steps, dtype=feats.dtype, device=feats.device)
-            bc2 = torch.tensor(np.sqrt(1 - b2**self.steps), dtype=feats.dtype, device=feats.device)
-            for p, g, m, v in zip((weight, bias), grads, moments[:2], moments[2:]):
-                shape = (-1, *[1] * (p.dim() - 1))
-                lr_p, bc1_p, bc2_p = lrs.view(shape), bc1.view(shape), bc2.view(shape)
+            params = zip((weight, bias), grads, moments[:2], moments[2:], shapes, per_step)
+            for p, g, m, v, shape, (bc2_p, step_lr_p) in params:
                 if weight_decay and decoupled:
-                    p.mul_(1 - lr_p * weight_decay)
+                    p.mul_(1 - lrs.view(shape) * weight_decay)
                 elif weight_decay:
                     g = g.add(p, alpha=weight_decay)
                 m.mul_(b1).add_(g, alpha=1 - b1)
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                p.sub_(m / (v.sqrt() / bc2_p + EPS) * (lr_p / bc1_p))
+                denom = v.sqrt().div_(bc2_p[i]).add_(EPS)
+                p.sub_(torch.div(m, denom, out=denom).mul_(step_lr_p[i]))
         finite = torch.isfinite(weight.sum((1, 2)) + bias.sum(1)).tolist()
         if not all(finite):  # such a copy keeps its weights (and moments)
             keep = torch.tensor(finite, device=weight.device)
