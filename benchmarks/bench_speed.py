@@ -128,8 +128,11 @@ PEERS = (SKORCH, SKORCH_KEPT, MLP, SGD)
 # skocl starts from the floors' network (a module of the user's), which counts as a
 # trained head: by default its head would be fine-tuned at three rates (head_rates),
 # the floors at one. head_rates=(1.0,) keeps the update the floors do;
-# bench_head_rates.py measures what the three rates cost (0.97-1.10x).
-ONE_RATE = {"head_rates": (1.0,)}
+# bench_head_rates.py measures what the three rates cost (0.97-1.10x). Likewise the
+# floors start no fresh head at a concept change (fresh_head); the drift in the timed
+# stream would start one, which takes over: fresh_head=False keeps the floors' update,
+# and bench_fresh_head.py measures what a learning fresh head costs (about 1.25x).
+ONE_RATE = {"head_rates": (1.0,), "fresh_head": False}
 CONFIGS = {
     "core": {
         "skocl": SKOCL_CORE,
