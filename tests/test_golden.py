@@ -8,7 +8,9 @@ calls, recorded before the learner was moved out of the estimator (the sparse sc
 recorded again when sparse input got its sparse first layer, and when the sparse default
 width became 32 and the sparse memory took each chunk in one offer; the user-module
 scenario, and the new head-rates one, when a trained head got several rates; every
-scenario whose drift a fresh head now follows, when ``fresh_head`` came). The test
+scenario whose drift a fresh head now follows, when ``fresh_head`` came; every
+scenario, when the default network's steps took their gradients in closed form, which
+moved no counter or prediction and no float by more than 5e-7). The test
 replays each scenario and asserts the same bits.
 
 Bit-identity holds for the torch build and CPU kernels the file was recorded with; on

@@ -1,0 +1,149 @@
+"""Closed-form backpropagation for the default network: a trunk of ``nn.Linear`` layers
+and elementwise activations under an ``nn.Linear`` head, with the cross-entropy loss.
+
+A step of the default MLP spends more time in autograd's bookkeeping than in its
+arithmetic: recording the graph, then walking it back. Written out, the backward pass
+of such a network is a handful of matrix products, the same ones autograd runs,
+so the gradients are equal to autograd's up to the order of float operations
+(``tests/test_mlp_grads.py`` checks them against autograd). ``bench_speed.py`` measures
+what it saves.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.modules import module as _module
+
+_aten = torch.ops.aten
+# Activation -> its backward from the activation's output (no input kept).
+_BACKWARD = {
+    nn.ReLU: lambda g, out: _aten.threshold_backward(g, out, 0),
+    nn.Tanh: lambda g, out: _aten.tanh_backward(g, out),
+    nn.Sigmoid: lambda g, out: _aten.sigmoid_backward(g, out),
+    nn.Identity: lambda g, out: g,
+}
+
+
+def _plain(m: nn.Module) -> bool:
+    """No hooks that a forward or backward by hand would skip."""
+    return not (
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+    )
+
+
+def _globally_hooked() -> bool:
+    return bool(
+        _module._global_forward_hooks
+        or _module._global_forward_pre_hooks
+        or _module._global_backward_hooks
+        or _module._global_backward_pre_hooks
+    )
+
+
+class MLPGrads:
+    """The loss and gradients of ``head(trunk(X))`` for a trunk that is an
+    ``nn.Sequential`` (nested ones included) of ``nn.Linear`` layers (with bias), each
+    followed by at most one ReLU, tanh, sigmoid or identity activation, and an
+    ``nn.Linear`` head (with bias). Build with :meth:`of`, which returns None for any
+    other network, for parameters that are not some of the network's, and when a hook
+    would be skipped.
+
+    ``G = (softmax(z) - onehot(y)) * w / sum(w)`` is the gradient of the weighted mean
+    cross-entropy with respect to the logits ``z``; each linear layer ``a -> a W^T + b``
+    gets ``dW = G^T a``, ``db = sum G`` and passes ``G W`` down, through the
+    activation's derivative (taken from its output).
+    """
+
+    def __init__(self, steps: list, wanted: list[tuple[int, int]]) -> None:
+        self.steps = steps  # [(linear, activation type or None)], input to output
+        self.wanted = wanted  # for each parameter asked for: (layer, 0 weight / 1 bias)
+
+    @classmethod
+    def of(cls, trunk: nn.Module, head: nn.Module, params: list) -> MLPGrads | None:
+        if not params or type(head) is not nn.Linear or _globally_hooked():
+            return None
+        steps: list = []
+        for m in (*_layers(trunk), head):
+            if m is None or not _plain(m):
+                return None
+            if type(m) is nn.Linear and m.bias is not None:
+                steps.append([m, None])
+            elif type(m) in _BACKWARD and steps and steps[-1][1] is None:
+                steps[-1][1] = type(m)
+            else:
+                return None
+        if steps[-1][0] is not head or steps[-1][1] is not None:
+            return None
+        if len({id(lin) for lin, _ in steps}) < len(steps):
+            return None  # a layer used twice: its gradient would be a sum
+        where = {}
+        for i, (lin, _) in enumerate(steps):
+            where[lin.weight] = (i, 0)
+            where[lin.bias] = (i, 1)
+        wanted = []
+        for p in params:
+            if p not in where or p._backward_hooks:
+                return None
+            wanted.append(where[p])
+        return cls(steps, wanted)
+
+    @torch.no_grad()
+    def __call__(self, X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mask=None):
+        """The weighted mean cross-entropy (``mask`` added to the logits, as in
+        :func:`~skocl._steps.weighted_loss`) and the gradients of the parameters asked
+        for, in their order."""
+        acts = [X]
+        for lin, act in self.steps[:-1]:
+            z = torch.addmm(lin.bias, acts[-1], lin.weight.t())
+            acts.append(z if act is None or act is nn.Identity else _forward(act, z))
+        head = self.steps[-1][0]
+        # Logits as classes by rows: softmax over a short first axis vectorises over the
+        # rows, which torch's CPU softmax over a short last axis does not.
+        z_t = torch.addmm(head.bias[:, None], head.weight, acts[-1].t())
+        if mask is not None:
+            z_t = z_t + mask[:, None]
+        logp_t = torch.log_softmax(z_t, dim=0)
+        n = y.shape[0]
+        scale = logp_t.new_full((1, n), 1.0 / n) if w is None else (w / w.sum())[None, :]
+        loss = -(logp_t.gather(0, y[None, :]) * scale).sum()
+        # (softmax - onehot) * scale, the onehot's part added where each row's label is.
+        G_t = logp_t.exp_().mul_(scale).scatter_add_(0, y[None, :], -scale)
+        first = min(i for i, _ in self.wanted)
+        need = {i for i, _ in self.wanted}
+        grads: dict = {}
+        for i in range(len(self.steps) - 1, first - 1, -1):
+            lin, act = self.steps[i]
+            a = acts[i]
+            # G_t: this layer's output gradient, transposed (units by rows).
+            if i in need:
+                grads[i] = (G_t @ a, G_t.sum(1))
+            if i == first:
+                break
+            g = torch.mm(G_t.t(), lin.weight)  # rows by the input's units
+            prev_act = self.steps[i - 1][1]
+            if prev_act is not None:
+                g = _BACKWARD[prev_act](g, a)
+            G_t = g.t()
+        return loss, [grads[i][k] for i, k in self.wanted]
+
+
+def _layers(m: nn.Module):
+    """The layers of nested ``nn.Sequential`` containers in order; None for a module
+    that is not one and not a layer of its own."""
+    if type(m) is not nn.Sequential:
+        yield m
+        return
+    if not _plain(m):
+        yield None
+        return
+    for child in m:
+        yield from _layers(child)
+
+
+def _forward(act, z: torch.Tensor) -> torch.Tensor:
+    if act is nn.ReLU:
+        return torch.relu(z)
+    if act is nn.Tanh:
+        return torch.tanh(z)
+    return torch.sigmoid(z)

@@ -1,0 +1,150 @@
+"""The closed-form gradients of the default network (``skocl._mlp_grads``) against
+autograd, and the networks they refuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skocl import OnlineFineTuneClassifier
+from skocl._mlp_grads import MLPGrads
+from skocl._steps import weighted_loss
+
+
+def _net(widths, activation=nn.ReLU, n_features=7, n_classes=5, dtype=torch.float64):
+    torch.manual_seed(0)
+    layers, width = [], n_features
+    for size in widths:
+        layers += [nn.Linear(width, size), activation()]
+        width = size
+    return nn.Sequential(*layers).to(dtype), nn.Linear(width, n_classes).to(dtype)
+
+
+def _autograd(trunk, head, params, X, y, w, mask):
+    loss = weighted_loss(head(trunk(X)), y, w, mask)
+    return loss, torch.autograd.grad(loss, params)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity])
+@pytest.mark.parametrize("widths", [(16,), (16, 9), ()])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("which", ["trunk", "all", "last layer"])
+def test_equal_to_autograd(activation, widths, weighted, masked, which):
+    trunk, head = _net(widths, activation)
+    params = {
+        "trunk": list(trunk.parameters()),
+        "all": list(trunk.parameters()) + list(head.parameters()),
+        "last layer": list(head.parameters()),
+    }[which]
+    if not params:
+        pytest.skip("an empty trunk has no parameters")
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(33, 7, generator=g, dtype=torch.float64)
+    y = torch.randint(4, (33,), generator=g)
+    w = torch.rand(33, generator=g, dtype=torch.float64) if weighted else None
+    mask = None
+    if masked:  # the last class not shown yet: no row has it
+        mask = torch.zeros(5, dtype=torch.float64)
+        mask[4] = float("-inf")
+    closed = MLPGrads.of(trunk, head, params)
+    assert closed is not None
+    loss, grads = closed(X, y, w, mask)
+    want_loss, want = _autograd(trunk, head, params, X, y, w, mask)
+    torch.testing.assert_close(loss, want_loss.detach(), rtol=1e-12, atol=1e-12)
+    assert len(grads) == len(params)
+    for p, got, exp in zip(params, grads, want, strict=True):
+        assert got.shape == p.shape and got.is_contiguous()
+        torch.testing.assert_close(got, exp, rtol=1e-10, atol=1e-12)
+
+
+def test_nested_sequential_trunk_equal_to_autograd():
+    torch.manual_seed(0)
+    trunk = nn.Sequential(
+        nn.Sequential(nn.Linear(7, 6), nn.Tanh()), nn.Sequential(nn.Linear(6, 4), nn.ReLU())
+    ).double()
+    head = nn.Linear(4, 3).double()
+    params = list(trunk.parameters())
+    X, y = torch.randn(10, 7, dtype=torch.float64), torch.randint(3, (10,))
+    loss, grads = MLPGrads.of(trunk, head, params)(X, y, None)
+    for got, exp in zip(grads, _autograd(trunk, head, params, X, y, None, None)[1], strict=True):
+        torch.testing.assert_close(got, exp, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_default_network_close_to_autograd():
+    trunk, head = _net((256,), dtype=torch.float32, n_features=20, n_classes=4)
+    params = list(trunk.parameters())
+    X, y = torch.randn(64, 20), torch.randint(4, (64,))
+    loss, grads = MLPGrads.of(trunk, head, params)(X, y, None)
+    want_loss, want = _autograd(trunk, head, params, X, y, None, None)
+    torch.testing.assert_close(loss, want_loss.detach())
+    for got, exp in zip(grads, want, strict=True):
+        torch.testing.assert_close(got, exp)
+
+
+def _hooked(trunk, head):
+    trunk[0].register_forward_hook(lambda *a: None)
+    return trunk, head
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: _net((8,), nn.GELU),  # an activation it has no backward for
+        lambda: (nn.Sequential(nn.Linear(7, 8), nn.ReLU(), nn.Dropout(0.1)), nn.Linear(8, 5)),
+        lambda: (nn.Sequential(nn.Linear(7, 8, bias=False), nn.ReLU()), nn.Linear(8, 5)),
+        lambda: (nn.Sequential(nn.Linear(7, 8), nn.ReLU()), nn.Linear(8, 5, bias=False)),
+        lambda: (nn.Sequential(nn.Linear(7, 8), nn.ReLU(), nn.ReLU()), nn.Linear(8, 5)),
+        lambda: (nn.Sequential(nn.Linear(7, 8), nn.ReLU()), nn.Sequential(nn.Linear(8, 5))),
+        lambda: (nn.Sequential(nn.ReLU(), nn.Linear(7, 8)), nn.Linear(8, 5)),
+        lambda: _hooked(*_net((8,))),
+        lambda: (lambda lin: (nn.Sequential(lin, nn.ReLU(), lin, nn.ReLU()), nn.Linear(8, 5)))(
+            nn.Linear(8, 8)
+        ),
+        lambda: (nn.Sequential(nn.Linear(7, 8), nn.BatchNorm1d(8)), nn.Linear(8, 5)),
+    ],
+    ids=[
+        "gelu",
+        "dropout",
+        "no trunk bias",
+        "no head bias",
+        "two activations",
+        "sequential head",
+        "activation first",
+        "forward hook",
+        "shared layer",
+        "batch norm",
+    ],
+)
+def test_other_networks_are_left_to_autograd(build):
+    trunk, head = build()
+    assert MLPGrads.of(trunk, head, list(trunk.parameters())) is None
+
+
+def test_a_parameter_outside_the_network_is_left_to_autograd():
+    trunk, head = _net((8,))
+    assert MLPGrads.of(trunk, head, [*trunk.parameters(), nn.Parameter(torch.ones(1))]) is None
+
+
+def test_a_tensor_hook_is_left_to_autograd():
+    trunk, head = _net((8,))
+    trunk[0].weight.register_hook(lambda g: g * 2)
+    assert MLPGrads.of(trunk, head, list(trunk.parameters())) is None
+
+
+def test_a_forward_hook_on_the_network_still_acts():
+    """A user's hook is honoured: the update goes through autograd, which calls it. A
+    hook that zeroes the trunk's output gives its weights no gradient: they stay."""
+    X = np.random.RandomState(0).randn(64, 5).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    trunk = nn.Sequential(nn.Linear(5, 8), nn.ReLU())
+    trunk[0].register_forward_hook(lambda m, i, o: o * 0)
+    module = nn.Sequential(trunk, nn.Linear(8, 2))
+    clf = OnlineFineTuneClassifier(module, memory_size=0, drift_detector=None, random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1])
+    before = clf.module_[0][0].weight.detach().clone()
+    clf.partial_fit(X, y)
+    assert torch.equal(clf.module_[0][0].weight, before)
+    assert not torch.equal(clf.module_[1].bias, module[1].bias)  # the head's bias learned
