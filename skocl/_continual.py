@@ -50,6 +50,7 @@ class ReplayMemory:
         self.X = torch.empty((0, n_features), dtype=dtype, device=device)
         self.y = torch.empty((0,), dtype=torch.long, device=device)
         self.seen = torch.zeros(0, dtype=torch.long)  # rows seen per class index
+        self._labels = None  # (y, its positions sorted, rows per class): _label_index
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -84,33 +85,38 @@ class ReplayMemory:
         :meth:`~skocl._rows.Rows.slices` at a time."""
         start = 0
         for X in rows.slices(batch_size):
-            self.add(X, rows.y[start : start + len(X)], gen)
-            start += len(X)
+            end = start + len(X)
+            labels = None if rows.labels is None else rows.labels[start:end]
+            self.add(X, rows.y[start:end], gen, labels)
+            start = end
 
-    def add(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> None:
-        """Offer the rows of a chunk to the memory."""
-        n_classes = int(y.max()) + 1 if len(y) else 0
+    def add(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator, labels=None) -> None:
+        """Offer the rows of a chunk to the memory (``labels``: ``y`` on the host, when
+        the caller has them)."""
+        labels = y.cpu().numpy() if labels is None else labels
+        n_classes = int(labels.max()) + 1 if len(labels) else 0
         if n_classes > len(self.seen):
             self.seen = torch.cat(
                 [self.seen, torch.zeros(n_classes - len(self.seen), dtype=torch.long)]
             )
+        counts = np.bincount(labels, minlength=len(self.seen))
         if self.strategy == "reservoir":
             every_slot = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
             self._reservoir(X, y, every_slot, self.capacity, gen)
-            self.seen += torch.bincount(y, minlength=len(self.seen)).cpu()
+            self.seen = self.seen + torch.from_numpy(counts)
             return
-        counts = torch.bincount(y, minlength=len(self.seen)).cpu().numpy()
         active = int(((self.seen.numpy() > 0) | (counts > 0)).sum())
         quota = max(self.capacity // max(active, 1), 1)
         held = self._shrink_to(quota, gen)
-        self._balanced(X, y, counts, held, quota, gen)
+        self._balanced(X, y, labels, counts, held, quota, gen)
         self.seen = self.seen + torch.from_numpy(counts)
 
-    def _balanced(self, X, y, counts, held, quota, gen) -> None:
+    def _balanced(self, X, y, labels, counts, held, quota, gen) -> None:
         """Algorithm R per class (capacity ``quota`` each) over a chunk, class by class
         in label order, as :meth:`_reservoir` on each class's rows would do it (the same
         rows kept, the same random numbers drawn), in a few operations for all classes.
-        ``counts``: the chunk's rows per class, ``held``: the memory's."""
+        ``labels``: ``y`` on the host, ``counts``: the chunk's rows per class, ``held``:
+        the memory's."""
         seen = self.seen.numpy()
         free = np.zeros(len(counts), dtype=np.int64)
         room = self.capacity - len(self)
@@ -119,14 +125,14 @@ class ReplayMemory:
             room -= free[c]
         # The chunk's rows grouped by class (label order), each class in chunk order:
         # row p of the grouping is its class's rank[p]-th row.
-        order = torch.sort(y, stable=True).indices
+        order = np.argsort(labels, kind="stable")
         cls = np.repeat(np.arange(len(counts)), counts)
         rank = np.arange(len(cls)) - np.repeat(np.cumsum(counts) - counts, counts)
         slots = held + free
         appended = rank < free[cls]
         drawn = ~appended & (slots[cls] > 0)
         if appended.any():
-            rows = order.index_select(0, _index(np.flatnonzero(appended), y.device))
+            rows = _index(order[appended], y.device)
             self.X = torch.cat([self.X, X.index_select(0, rows)])
             self.y = torch.cat([self.y, y.index_select(0, rows)])
         if not drawn.any():
@@ -144,13 +150,22 @@ class ReplayMemory:
         start = np.cumsum(slots) - slots
         flat = start[cls[pos]] + j[keep]
         # When two rows pick one slot, the later one wins, as in the sequential algorithm.
-        last = len(flat) - 1 - np.unique(flat[::-1], return_index=True)[1]
-        by_label = torch.sort(self.y, stable=True).indices
-        target = by_label.index_select(0, _index(flat[last], by_label.device))
-        source = order.index_select(0, _index(pos[last], y.device))
+        last = dict(zip(flat.tolist(), order[pos].tolist()))
+        by_label = self._label_index()[0]
+        target = by_label.index_select(0, _index(list(last), by_label.device))
+        source = _index(list(last.values()), y.device)
         # Out of place: a failed call puts the memory back by reference (Checkpoint).
+        # The labels stay as they are: each row takes the slot of a row of its class.
         self.X = self.X.index_put((target,), X.index_select(0, source))
-        self.y = self.y.index_put((target,), y.index_select(0, source))
+
+    def _label_index(self) -> tuple[torch.Tensor, np.ndarray]:
+        """The memory's positions sorted by label (a stable sort) and its rows per
+        class, kept while the labels are the same tensor (they never change in place)."""
+        cached = getattr(self, "_labels", None)  # None too in a memory pickled before it
+        if cached is None or cached[0] is not self.y:
+            order = torch.sort(self.y, stable=True).indices
+            cached = self._labels = (self.y, order, torch.bincount(self.y).cpu().numpy())
+        return cached[1:]
 
     def _reservoir(self, X, y, slots_mask, quota, gen, seen=None) -> None:
         """Algorithm R over the memory slots selected by ``slots_mask`` (capacity
@@ -185,16 +200,18 @@ class ReplayMemory:
     def _shrink_to(self, quota: int, gen: torch.Generator) -> np.ndarray:
         """Drop rows of classes over ``quota``; a random subset of a uniform sample is
         still a uniform sample. Returns the rows then held per class."""
-        counts = torch.bincount(self.y, minlength=len(self.seen)).cpu()
-        over = torch.nonzero(counts > quota).flatten().tolist()
+        held = self._label_index()[1]
+        counts = np.zeros(len(self.seen), dtype=np.int64)
+        counts[: len(held)] = held
+        over = np.flatnonzero(counts > quota).tolist()
         if not over:
-            return counts.numpy()
+            return counts
         keep = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
         for c in over:
             idx = torch.nonzero(self.y == c).flatten()
             keep[idx[torch.randperm(len(idx), generator=gen)[quota:]]] = False
         self.X, self.y = self.X[keep], self.y[keep]
-        return np.minimum(counts.numpy(), quota)
+        return np.minimum(counts, quota)
 
     def remap(self, positions) -> None:
         """Follow a grown label set: class ``i`` becomes ``positions[i]``."""

@@ -190,9 +190,10 @@ class TaskReplayMemory(ReplayMemory):
         idx = torch.cat(idx)
         return self.X.index_select(0, idx), self.y.index_select(0, idx)
 
-    def add(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> None:
+    def add(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator, labels=None) -> None:
         """Offer rows and their labels (every task's) to the memory; a row without any
-        label has nothing to replay and is not kept."""
+        label has nothing to replay and is not kept. ``labels`` (``y`` on the host) is
+        not needed here."""
         labelled = (y >= 0).any(1)
         if not bool(labelled.all()):
             keep = torch.nonzero(labelled).flatten()
