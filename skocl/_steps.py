@@ -36,61 +36,107 @@ def weighted_loss(
 
 
 def apply_step(
-    optimizer, params: list[nn.Parameter], grads, loss: torch.Tensor | None = None
+    optimizer,
+    params: list[nn.Parameter],
+    grads,
+    loss: torch.Tensor | None = None,
+    fused: FusedAdam | None = None,
 ) -> bool:
     """Step ``optimizer`` with ``grads`` unless the loss or a gradient is not finite;
     a skipped step leaves the weights as they were. Returns whether it was taken.
+    ``fused``: the optimizer's :class:`FusedAdam`, resolved by a caller that steps
+    several times.
 
     A finite gradient can still make a weight non-finite (a learning rate far too
     high): :class:`Transaction` catches that once per call rather than per step.
     """
-    total = loss.detach() if loss is not None else 0.0
-    for g in grads:
-        total = total + g.sum()
-    # One sync for the whole check: any inf or NaN makes the sum non-finite.
-    if not math.isfinite(float(total)):
+    if not all_finite(grads if loss is None else [*grads, loss.detach().reshape(1)]):
         return False
     for p, g in zip(params, grads):
         p.grad = g
-    if not _fused_adam_step(optimizer, params, grads):
+    fused = fused or FusedAdam.of(optimizer, params)
+    if fused is None or not fused(grads):
         optimizer.step()
     return True
 
 
-def _fused_adam_step(optimizer, params: list[nn.Parameter], grads) -> bool:
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every value of ``tensors`` (dense, on one device) is finite, in one sync:
+    the check of the kernel behind ``torch.amp.GradScaler``, over all tensors in one
+    call (it also multiplies them by one, which changes no bit); else the sum's check
+    (any inf or NaN makes the sum non-finite)."""
+    if not any(t.is_sparse for t in tensors):
+        device = tensors[0].device
+        one = _ONES.get(device)
+        if one is None:
+            one = _ONES[device] = torch.ones(1, device=device)  # read only
+        found = torch.zeros(1, device=device)  # per call: threads may share a device
+        try:
+            torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, one)
+            return not found.item()
+        except (RuntimeError, NotImplementedError):  # a torch or device without it
+            pass
+    total = 0.0
+    for t in tensors:
+        total = total + t.sum()
+    return math.isfinite(float(total))
+
+
+# all_finite's kernel's inv_scale, per device.
+_ONES: dict = {}
+
+
+class FusedAdam:
     """The step of a fused ``Adam``/``AdamW`` whose one parameter group is ``params``,
-    state built, no hooks: straight through the kernel that ``optimizer.step()`` ends in,
-    with the same arguments, so the same bits (the wrapper's bookkeeping cost about 50
-    µs a step, a third of a 32-row ``partial_fit``'s steps). Returns False, having done
-    nothing, for any other optimizer or state, and off the CPU (not measured there)."""
-    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW):
-        return False
-    if len(optimizer.param_groups) != 1 or _has_step_hooks(optimizer):
-        return False
-    group = optimizer.param_groups[0]
-    if not group["fused"] or group["amsgrad"] or group["maximize"] or group["capturable"]:
-        return False
-    if group["differentiable"] or len(group["params"]) != len(params):
-        return False
-    if any(a is not b for a, b in zip(group["params"], params)):
-        return False
-    states = [optimizer.state.get(p) for p in params]
-    if not all(states) or any(g.is_sparse or g.dtype != p.dtype for p, g in zip(params, grads)):
-        return False
-    if len({p.device for p in params}) != 1 or params[0].device.type != "cpu":
-        return False
-    steps = [st["step"] for st in states]
-    torch._foreach_add_(steps, 1)
-    decoupled = group.get("decoupled_weight_decay", type(optimizer) is torch.optim.AdamW)
-    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
-    beta1, beta2 = group["betas"]
-    kernel(
-        list(params), list(grads), [st["exp_avg"] for st in states],
-        [st["exp_avg_sq"] for st in states], [], steps, amsgrad=False, lr=group["lr"],
-        beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-        maximize=False, grad_scale=None, found_inf=None,
-    )  # fmt: skip
-    return True
+    state built, no hooks: straight through the kernel that ``optimizer.step()`` ends
+    in, with the same arguments, so the same bits (the wrapper's bookkeeping cost about
+    50 µs a step, a third of a 32-row ``partial_fit``'s steps). :meth:`of` returns None
+    for any other optimizer or state, and off the CPU (not measured there)."""
+
+    def __init__(self, group: dict, states: list, decoupled: bool) -> None:
+        self.group, self.decoupled = group, decoupled
+        self.params = group["params"]
+        self.steps = [st["step"] for st in states]
+        self.exp_avgs = [st["exp_avg"] for st in states]
+        self.exp_avg_sqs = [st["exp_avg_sq"] for st in states]
+
+    @classmethod
+    def of(cls, optimizer, params: list[nn.Parameter]) -> FusedAdam | None:
+        if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW):
+            return None
+        if len(optimizer.param_groups) != 1 or _has_step_hooks(optimizer):
+            return None
+        group = optimizer.param_groups[0]
+        if not group["fused"] or group["amsgrad"] or group["maximize"] or group["capturable"]:
+            return None
+        if group["differentiable"] or len(group["params"]) != len(params):
+            return None
+        if any(a is not b for a, b in zip(group["params"], params)):
+            return None
+        states = [optimizer.state.get(p) for p in params]
+        if not all(states):
+            return None
+        if len({p.device for p in params}) != 1 or params[0].device.type != "cpu":
+            return None
+        decoupled = group.get("decoupled_weight_decay", type(optimizer) is torch.optim.AdamW)
+        return cls(group, states, decoupled)
+
+    def __call__(self, grads) -> bool:
+        """One step with ``grads``; False, having done nothing, for sparse gradients or
+        gradients of another dtype."""
+        if any(g.is_sparse or g.dtype != p.dtype for p, g in zip(self.params, grads)):
+            return False
+        torch._foreach_add_(self.steps, 1)
+        group = self.group
+        kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+        beta1, beta2 = group["betas"]
+        kernel(
+            list(self.params), list(grads), self.exp_avgs, self.exp_avg_sqs, [],
+            self.steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+            weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+            grad_scale=None, found_inf=None,
+        )  # fmt: skip
+        return True
 
 
 def _has_step_hooks(optimizer) -> bool:
@@ -200,6 +246,7 @@ def train_epoch(
     total, weight, taken, skipped = 0.0, 0.0, 0, 0
     # The default network's gradients in closed form: autograd's, less its overhead.
     closed = MLPGrads.of(trunk, head, params) if tasks is None else None
+    fused = FusedAdam.of(optimizer, params)
     for Xb, yb, wb in rows.batches(batch_size, gen):
         n = yb.shape[0] if wb is None else float(wb.sum())
         if n == 0:
@@ -215,7 +262,7 @@ def train_epoch(
             grads = torch.autograd.grad(loss, params, materialize_grads=True)
         if penalty is not None:
             grads = penalty(params, grads)
-        if apply_step(optimizer, params, grads, loss):
+        if apply_step(optimizer, params, grads, loss, fused):
             total += float(loss.detach()) * n
             weight += n
             taken += 1
@@ -253,14 +300,17 @@ def fine_tune_head(
         # Logits computed n x C (the fast layout for addmm), then softmax over the classes
         # on the transposed view: over a short first axis it vectorises over the samples,
         # which torch's CPU softmax over a short last axis does not.
-        onehot_t = F.one_hot(y, W.shape[0]).to(feats.dtype).t()
-        for _ in range(steps):
-            with torch.no_grad():
+        # softmax - onehot: -1 added at each row's label (the same bits as subtracting
+        # the onehot, for less work).
+        labels, minus_one = y[None, :], feats.new_full((1, n), -1.0)
+        fused = FusedAdam.of(optimizer, params)
+        with torch.no_grad():
+            for _ in range(steps):
                 z = torch.addmm(b, feats, W.t())
                 G_t = torch.softmax((z if mask is None else z + mask).t(), dim=0)
-                G_t = G_t.sub_(onehot_t).mul_(scale)
+                G_t = G_t.scatter_add_(0, labels, minus_one).mul_(scale)
                 grads = (G_t @ feats, G_t.sum(1))
-            skipped += not apply_step(optimizer, params, grads)
+                skipped += not apply_step(optimizer, params, grads, fused=fused)
         return skipped
     for _ in range(steps):
         z = head(feats)

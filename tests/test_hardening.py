@@ -242,6 +242,50 @@ def test_a_step_through_the_fused_kernel_is_the_optimizers_step(name, kwargs):
                 assert torch.equal(opt_a.state[p][key], opt_b.state[q][key])
 
 
+def test_a_resolved_fused_step_is_the_optimizers_step():
+    """FusedAdam resolved once (as the loops of a call do) steps as optimizer.step()."""
+    from skocl._modules import make_optimizer
+    from skocl._steps import FusedAdam, apply_step
+
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(5))]
+    b = [nn.Parameter(p.detach().clone()) for p in a]
+    opt_a, opt_b = make_optimizer("adam", a, 1e-2, 0.0), make_optimizer("adam", b, 1e-2, 0.0)
+    assert FusedAdam.of(opt_a, a) is None  # no state before the first step
+    for step in range(4):
+        fused = FusedAdam.of(opt_a, a)
+        assert (fused is None) == (step == 0)
+        grads = [torch.randn_like(p) for p in a]
+        assert apply_step(opt_a, a, grads, fused=fused)
+        for p, g in zip(b, grads):
+            p.grad = g.clone()
+        opt_b.step()
+        for p, q in zip(a, b):
+            assert torch.equal(p, q)
+            assert torch.equal(opt_a.state[p]["exp_avg_sq"], opt_b.state[q]["exp_avg_sq"])
+    assert FusedAdam.of(make_optimizer("sgd", a, 1e-2, 0.0), a) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_all_finite_finds_any_bad_value_and_changes_nothing(dtype, bad):
+    from skocl._steps import all_finite
+
+    torch.manual_seed(0)
+    tensors = [torch.randn(7, 3, dtype=dtype), torch.randn(3, dtype=dtype) * 1e-40]
+    tensors.append(torch.tensor([3e38], dtype=dtype))
+    before = [t.clone() for t in tensors]
+    assert all_finite(tensors)
+    assert all(torch.equal(t, u) for t, u in zip(tensors, before))  # bit for bit
+    for i in range(len(tensors)):
+        broken = [t.clone() for t in tensors]
+        broken[i].view(-1)[-1] = bad
+        assert not all_finite(broken)
+    sparse = torch.sparse_coo_tensor([[0, 2]], torch.tensor([1.0, bad]), (4,))
+    assert not all_finite([sparse, torch.ones(2)])
+    assert all_finite([torch.sparse_coo_tensor([[1]], torch.tensor([2.0]), (4,))])
+
+
 def test_a_step_hook_still_runs():
     from skocl._modules import make_optimizer
     from skocl._steps import apply_step
