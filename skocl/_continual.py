@@ -7,6 +7,7 @@ growth; the update rule in ``_learner.OnlineLearner.update`` decides when each a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,10 +61,11 @@ class ReplayMemory:
         idx = torch.randint(len(self), (k,), generator=gen).to(self.y.device)
         return self.X.index_select(0, idx), self.y.index_select(0, idx)
 
-    def join_batch(self, X, y, w, gen):
-        """A trunk mini-batch ``(X, y, w)`` joined by replayed rows, each weighing the
+    def join_batch(self, X, y, w, gen, share: float = 1.0):
+        """A trunk mini-batch ``(X, y, w)`` joined by replayed rows, as many as it has
+        times ``share`` (rounded up; at most the memory's size), each weighing the
         batch's mean weight (``w`` None: all weigh one)."""
-        Xm, ym = self.sample(min(len(self), len(y)), gen)
+        Xm, ym = self.sample(min(len(self), math.ceil(len(y) * share)), gen)
         if w is not None:
             w = torch.cat([w, w.new_full((len(ym),), float(w.mean()))])
         return torch.cat([X, Xm]), torch.cat([y, ym]), w

@@ -8,6 +8,8 @@ the selection holds.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -161,11 +163,13 @@ class SparseReplayMemory:
         pos = torch.searchsorted(self.ids, handles[:, 0])
         return self.rows.take(pos).to(self.device), y.to(self.device)
 
-    def join_batch(self, X: SparseRows, y: torch.Tensor, w: torch.Tensor | None, gen):
-        """A trunk mini-batch ``(X, y, w)`` joined by ``min(len(self), len(y))``
-        replayed rows, each weighing the batch's mean weight (``w`` None: all weigh
-        one)."""
-        Xm, ym = self.sample(min(len(self), len(y)), gen)
+    def join_batch(
+        self, X: SparseRows, y: torch.Tensor, w: torch.Tensor | None, gen, share: float = 1.0
+    ):
+        """A trunk mini-batch ``(X, y, w)`` joined by replayed rows, as many as it has
+        times ``share`` (rounded up; at most the memory's size), each weighing the
+        batch's mean weight (``w`` None: all weigh one)."""
+        Xm, ym = self.sample(min(len(self), math.ceil(len(y) * share)), gen)
         if w is not None:
             w = torch.cat([w, w.new_full((len(ym),), float(w.mean()))])
         return SparseRows.cat([X, Xm.to(X.device, X.dtype)]), torch.cat([y, ym]), w

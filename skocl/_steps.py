@@ -236,9 +236,11 @@ def train_epoch(
     of the whole network (only ``params`` move).
 
     With a non-empty replay ``memory``, each mini-batch is joined by as many rows drawn
-    from it (at most its size). ``penalty(params, grads)`` may adjust the gradients
-    (L2-SP, EWC) before the step; ``mask`` leaves classes out of the loss and ``tasks``
-    makes it the sum of several tasks' (:func:`weighted_loss`).
+    from it; a chunk of more rows than the memory holds draws as many as it holds, in
+    all, spread over its mini-batches (each memory row about once a call).
+    ``penalty(params, grads)`` may adjust the gradients (L2-SP, EWC) before the step;
+    ``mask`` leaves classes out of the loss and ``tasks`` makes it the sum of several
+    tasks' (:func:`weighted_loss`).
 
     Returns the weighted mean loss of the steps taken, the number of steps taken and
     the number skipped.
@@ -247,12 +249,13 @@ def train_epoch(
     # The default network's gradients in closed form: autograd's, less its overhead.
     closed = MLPGrads.of(trunk, head, params) if tasks is None else None
     fused = FusedAdam.of(optimizer, params)
+    share = 1.0 if memory is None or len(memory) >= len(rows) else len(memory) / len(rows)
     for Xb, yb, wb in rows.batches(batch_size, gen):
         n = yb.shape[0] if wb is None else float(wb.sum())
         if n == 0:
             continue
         if memory is not None and len(memory):
-            Xb, yb, wb = memory.join_batch(Xb, yb, wb, gen)
+            Xb, yb, wb = memory.join_batch(Xb, yb, wb, gen, share)
         if tasks is not None and not bool((yb >= 0).any()):
             continue  # no label in the batch: a zero gradient would still move Adam
         if closed is not None and Xb.layout == torch.strided:
