@@ -25,7 +25,7 @@ from sklearn.utils.validation import (
 
 from ._drift import make_detector
 from ._head_rates import check_head_rates
-from ._learner import OnlineLearner, Settings
+from ._learner import OnlineLearner
 from ._learner_checkpoint import Checkpoint
 from ._modules import (
     ACTIVATIONS,
@@ -40,6 +40,7 @@ from ._multi_output import TasksMixin
 from ._random import draw_seed
 from ._rows import Rows, make_rows
 from ._serving import ServingMixin
+from ._settings import Settings
 from ._state import export_state, import_state
 from ._tasks import Tasks
 from ._validation import (

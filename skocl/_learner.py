@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +28,7 @@ from ._modules import (
 )
 from ._random import Rng
 from ._rows import FORWARD_ROWS, Rows, to_tensor
+from ._settings import Pretraining, Settings
 from ._sparse import csr_rows
 from ._sparse_replay import SparseReplayMemory
 from ._steps import (
@@ -55,48 +55,6 @@ FISHER_ROWS = 256
 # 0.7335) at 42 instead of 54 ms a call; 2048 cost the 10-class stream 0.3 points,
 # 512 cost it 2.2.
 HEAD_ROWS = 4096
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The estimator's parameters that act on each call, so that ``set_params``
-    between calls takes effect (``OnlineFineTuneClassifier._settings`` builds it)."""
-
-    optimizer: str
-    lr: float
-    weight_decay: float
-    batch_size: int | str
-    max_iter: int
-    tol: float
-    n_iter_no_change: int
-    trunk_lr: float
-    trunk_epochs: int
-    head_lr: float
-    head_steps: int
-    head_rates: tuple
-    fresh_head: bool
-    memory_size: int
-    memory_strategy: str
-    regularization: str | None
-    reg_strength: float
-    fusion: str | None
-    ema_decay: float
-    wise_alpha: float
-    verbose: int
-
-    def batch(self, n: int) -> int:
-        return min(200, n) if self.batch_size == "auto" else self.batch_size
-
-
-@dataclass
-class Pretraining:
-    """What ``pretrain`` reports: per-epoch losses and validation scores."""
-
-    n_iter: int
-    loss_curve: list
-    validation_scores: list | None
-    best_validation_score: float | None
-    skipped: int
 
 
 class OnlineLearner:
