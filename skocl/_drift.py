@@ -21,6 +21,11 @@ LEVEL_WEIGHT = 0.2
 # 1,000,000 rows, 3 seeds) with every other measured number unchanged; 1 and 2 were
 # also at 0 but slowed the reaction to the abrupt drift of bench_continual.py.
 REACTION_Z = 0.5
+# Most rows of a chunk that are predicted before it is learned, for the drift monitor and
+# the scores of the head's copies: a larger chunk is watched through a uniform sample of
+# this many rows (in stream order). Predicting a 10,000-row chunk and feeding river's
+# detector one row at a time took 8.6 of a call's 34 ms; see WATCH_NOTE in DEFAULTS.md.
+WATCH_ROWS = 2048
 # Errors kept for a restored detector: a saved monitor's size and the time to load it
 # do not grow with the rows seen.
 HISTORY = 8192
@@ -55,8 +60,9 @@ class DriftMonitor:
         self.level: float | None = None
         self.recent = np.zeros(0, dtype=bool)
 
-    def observe(self, errors: np.ndarray, seen: int) -> bool:
-        """Feed the errors of one chunk; return whether to react to a drift."""
+    def observe(self, errors: np.ndarray, seen: int, positions=None) -> bool:
+        """Feed the errors of one chunk (of the rows at ``positions`` of it, when not
+        all); return whether to react to a drift."""
         self.recent = np.concatenate([self.recent, errors])[-HISTORY:]
         drifted = False
         detector = self.detector
@@ -64,7 +70,7 @@ class DriftMonitor:
         for i, wrong in enumerate(errors.astype(np.int64).tolist()):
             update(wrong)
             if detector.drift_detected:
-                self.drifts.append(seen + i + 1)
+                self.drifts.append(seen + (i if positions is None else int(positions[i])) + 1)
                 drifted = True
         rate = float(errors.mean())
         level = self.level
@@ -130,3 +136,15 @@ def make_detector(spec):
             return None
         return ADWIN()
     return spec.clone() if hasattr(spec, "clone") else copy.deepcopy(spec)
+
+
+def watched(rows, rng):
+    """The rows of a chunk that are predicted before it is learned, and their positions
+    in it: all of them (positions None), or of a chunk of more than ``WATCH_ROWS``, a
+    uniform sample of that many, in stream order, drawn from the random stream ``rng``
+    (:class:`~skocl._random.Rng`)."""
+    if len(rows) <= WATCH_ROWS:
+        return rows, None
+    with rng.generator() as gen:
+        positions = torch.randperm(len(rows), generator=gen)[:WATCH_ROWS].sort().values
+    return rows.subset(positions), positions.numpy()

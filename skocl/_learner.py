@@ -14,7 +14,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ._continual import Anchor, ReplayMemory, empirical_fisher
-from ._drift import DriftMonitor
+from ._drift import DriftMonitor, watched
 from ._fresh_head import FreshHead
 from ._fusion import NoFusion, make_fusion
 from ._head_rates import HeadRates
@@ -201,6 +201,7 @@ class OnlineLearner:
         when the live weights are served. Returns whether a fresh head took over."""
         pred, took_over = None, False
         learning = fresh and self.fresh.active
+        rows, positions = watched(rows, self.rng)
         if rates or learning:
             feats = features(self.trunk, rows, s.batch(len(rows)))
             if rates:
@@ -216,17 +217,19 @@ class OnlineLearner:
                     took_over = True
         if watch:
             served = pred is not None and self.served[1] is self.head
-            self._watch(rows, s, seen, pred.cpu().numpy() if served else None, fresh)
+            pred = pred.cpu().numpy() if served else None
+            self._watch(rows, s, seen, pred, fresh, positions)
         return took_over
 
-    def _watch(self, rows: Rows, s: Settings, seen: int, pred=None, fresh=False) -> None:
-        """Feed the errors of the served weights' predictions ``pred`` of the chunk
-        (made here when None) to the drift monitor (per task: the errors of the rows
-        labelled for it); a drift it reacts to starts a fresh head (``fresh``)."""
+    def _watch(self, rows, s: Settings, seen: int, pred, fresh, positions) -> None:
+        """Feed the errors of the served weights' predictions ``pred`` of the chunk's
+        rows (made here when None), at ``positions`` of it, to the drift monitor (per
+        task: the errors of the rows labelled for it); a drift it reacts to starts a
+        fresh head (``fresh``)."""
         if pred is None:
             pred = predict_rows(*self.served, rows, s.batch(len(rows)), self.mask, self.tasks)
         if self.tasks is None:
-            if self.drift.observe(pred != rows.labels, seen):
+            if self.drift.observe(pred != rows.labels, seen, positions):
                 # Same inputs, other labels: the rows of the chunk's classes go, and
                 # a fresh head learns the new concept (new inputs keep both).
                 held = self.memory.seen.numpy().copy()  # classes held before forgetting
@@ -236,13 +239,14 @@ class OnlineLearner:
                 self.fusion.restart()
             return
         labels = rows.labels
-        errors = [(pred[:, t] != labels[:, t])[labels[:, t] >= 0] for t in range(len(self.tasks))]
-        reacted = self.drift.observe(errors, seen)
+        at = np.arange(len(labels)) if positions is None else positions
+        labelled = [labels[:, t] >= 0 for t in range(len(self.tasks))]
+        errors = [(pred[:, t] != labels[:, t])[has] for t, has in enumerate(labelled)]
+        reacted = self.drift.observe(errors, seen, [at[has] for has in labelled])
         for t in reacted:
             if len(self.memory):
-                labelled = labels[:, t] >= 0
-                X = rows.numpy()[np.flatnonzero(labelled)]
-                self.memory.forget_contradicted(X, labels[labelled, t])
+                X = rows.numpy()[np.flatnonzero(labelled[t])]
+                self.memory.forget_contradicted(X, labels[labelled[t], t])
         if reacted:
             self.fusion.restart()
 

@@ -251,13 +251,14 @@ class TaskDriftMonitor:
         """Per task, rows seen at each detection."""
         return [m.drifts for m in self.monitors]
 
-    def observe(self, errors: list, seen: int) -> list[int]:
-        """Feed each task's errors (None: no row of the chunk has its label); return
-        the tasks whose monitor calls for a reaction."""
+    def observe(self, errors: list, seen: int, positions: list) -> list[int]:
+        """Feed each task's errors (None: no row of the chunk has its label), of the
+        rows at ``positions`` of the chunk; return the tasks whose monitor calls for a
+        reaction."""
         return [
             t
-            for t, (monitor, e) in enumerate(zip(self.monitors, errors))
-            if e is not None and len(e) and monitor.observe(e, seen)
+            for t, (monitor, e, at) in enumerate(zip(self.monitors, errors, positions))
+            if e is not None and len(e) and monitor.observe(e, seen, at)
         ]
 
     def snapshot(self) -> TaskDriftMonitor:
