@@ -22,6 +22,7 @@ from ._modules import (
     Growth,
     grow_linear,
     has_stochastic_layers,
+    is_mode_free,
     make_optimizer,
     output_layer,
     sparse_layers,
@@ -102,6 +103,9 @@ class OnlineLearner:
         self.gpu = None if device.type == "cpu" else device
         self.rng = Rng(seed)
         self.stochastic = has_stochastic_layers(module)
+        # Modes switched around the steps only where a layer depends on them (growth
+        # keeps the layers' types).
+        self.mode_free = is_mode_free(module)
         self.user_module = user_module
         # A user's (pretrained) head has learned every class it has; a fresh one none.
         self.seen_classes = np.full(n_classes, user_module, dtype=bool)
@@ -259,16 +263,14 @@ class OnlineLearner:
             penalty = None if self.anchor is None else self.anchor.penalty(
                 s.regularization, s.reg_strength
             )  # fmt: skip
-            self.trunk.train()
-            self.head.train()
+            self._mode(True, self.trunk, self.head)
             for _ in range(s.trunk_epochs):
                 loss, t, k = train_epoch(
                     self.trunk, self.head, self.trunk_optimizer, self.trunk_params, rows,
                     batch, gen, memory=memory, penalty=penalty, mask=mask, tasks=self.tasks,
                 )  # fmt: skip
                 taken, skipped = taken + t, skipped + k
-            self.trunk.eval()
-            self.head.eval()
+            self._mode(False, self.trunk, self.head)
         feats = None
         if s.head_steps and (rows.w is None or bool(rows.w.sum() > 0)):
             # The head learns from at most HEAD_ROWS rows of a chunk: a linear head's
@@ -277,7 +279,7 @@ class OnlineLearner:
             feats, y, w = features(self.trunk, head_rows, batch), head_rows.y, head_rows.w
             if memory is not None and len(memory):
                 feats, y, w = memory.join_features(feats, y, w, self.trunk, gen)
-            self.head.train()
+            self._mode(True, self.head)
             if rates:
                 backup = copy.copy(self.rates)  # put back if the update is undone
                 self.rates.fine_tune(
@@ -303,7 +305,7 @@ class OnlineLearner:
                     s.optimizer == "adamw",
                 )  # fmt: skip
             taken, skipped = taken + s.head_steps - k, skipped + k
-            self.head.eval()
+            self._mode(False, self.head)
         undone = False
         if taken or skipped:
             if feats is None:
@@ -320,6 +322,11 @@ class OnlineLearner:
                 self.fresh = fresh
             loss, skipped = float("nan"), skipped + taken
         return loss, skipped, undone
+
+    def _mode(self, training: bool, *modules) -> None:
+        if not self.mode_free:
+            for m in modules:
+                m.train(training)
 
     # ------------------------------------------------------------------ set-up
     def configure(self, settings: Settings) -> None:

@@ -240,6 +240,24 @@ def has_stochastic_layers(module: nn.Module) -> bool:
     return any(isinstance(m, stochastic) for m in module.modules())
 
 
+# Layers that compute the same in train and eval mode.
+MODE_FREE = (
+    nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.LeakyReLU, nn.ELU,
+    nn.SiLU, nn.Sequential, nn.ModuleList,
+)  # fmt: skip
+
+
+def is_mode_free(module: nn.Module) -> bool:
+    """Whether every layer of ``module`` (of the types skocl builds and common
+    activations) computes the same in train and eval mode, so that switching modes
+    around a step is work for nothing (``train()`` and ``eval()`` walk every
+    submodule: about 45 µs of a 32-row ``partial_fit``)."""
+    return all(
+        type(m) in MODE_FREE or type(m) in (TrunkHeadNet, TaskHeads, SparseLinear)
+        for m in module.modules()
+    )
+
+
 def is_skorch_net(obj) -> bool:
     try:
         from skorch import NeuralNet

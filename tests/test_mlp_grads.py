@@ -148,3 +148,30 @@ def test_a_forward_hook_on_the_network_still_acts():
     clf.partial_fit(X, y)
     assert torch.equal(clf.module_[0][0].weight, before)
     assert not torch.equal(clf.module_[1].bias, module[1].bias)  # the head's bias learned
+
+
+def test_layers_that_depend_on_the_mode_still_learn_in_train_mode():
+    """Modes are switched around the steps only where a layer depends on them:
+    BatchNorm's running statistics move during the trunk's step (train mode), and the
+    network serves in eval mode after the call either way."""
+    X = np.random.RandomState(0).randn(64, 5).astype(np.float32) + 3.0
+    y = (X[:, 0] > 3).astype(int)
+    for norm, mode_free in ((nn.BatchNorm1d(8), False), (nn.Identity(), True)):
+        trunk = nn.Sequential(nn.Linear(5, 8), norm, nn.ReLU())
+        module = nn.Sequential(trunk, nn.Linear(8, 2))
+        clf = OnlineFineTuneClassifier(module, drift_detector=None, random_state=0)
+        clf.partial_fit(X, y, classes=[0, 1])
+        assert clf.learner_.mode_free is mode_free
+        if not mode_free:
+            stats = clf.module_[0][1].running_mean.clone()
+            clf.partial_fit(X, y)
+            assert not torch.equal(clf.module_[0][1].running_mean, stats)
+        assert not any(m.training for m in clf.module_.modules())
+
+
+def test_the_default_network_is_mode_free():
+    from skocl._modules import build_mlp, is_mode_free
+
+    assert is_mode_free(build_mlp(5, 3, (16, 8), "relu", 0.0))
+    assert is_mode_free(build_mlp(5, [3, 2], (16,), "tanh", 0.0))
+    assert not is_mode_free(build_mlp(5, 3, (16,), "relu", 0.1))  # dropout
