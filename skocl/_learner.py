@@ -38,7 +38,6 @@ from ._steps import (
     features,
     fine_tune_head,
     fine_tune_heads,
-    finite_outputs,
     forward,
     predict_rows,
     snapshot,
@@ -313,7 +312,7 @@ class OnlineLearner:
             # Finite weights can still give non-finite outputs (a huge step, a huge
             # pull, an input far out of range): such an update is undone too, checked
             # on the rows it learned from.
-            undone = not (txn.finite() and finite_outputs(self.head, feats))
+            undone = not txn.finite(self.head, feats)
         if undone:
             txn.rollback()
             if backup is not None:
@@ -480,10 +479,7 @@ class OnlineLearner:
                 )  # fmt: skip
             self.module.eval()
             with torch.no_grad():
-                undone = not (
-                    txn.finite()
-                    and finite_outputs(self.head, self.trunk(rows.take(slice(0, batch))))
-                )
+                undone = not txn.finite(self.head, self.trunk(rows.take(slice(0, batch))))
             if undone:  # too high a learning rate: undo the epoch
                 txn.rollback()
                 loss, k = float("nan"), k + taken

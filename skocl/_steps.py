@@ -197,12 +197,18 @@ class Transaction:
         self.weights = [saved.get(p) or Saved(p, stake.get(p)) for p in params]
 
     @torch.no_grad()
-    def finite(self) -> bool:
+    def finite(self, head: nn.Module | None = None, feats: torch.Tensor | None = None) -> bool:
+        """Whether every weight is finite and (given) so are ``head``'s outputs on
+        ``feats``: finite weights can still give non-finite outputs (a huge step, a huge
+        pull, an input far out of range). One sync for both."""
         parts = [
             (w.t if w.rows is None else w.t.index_select(0, w.rows)).reshape(-1)
             for w in self.weights
         ]  # fmt: skip
-        return math.isfinite(torch.cat(parts).sum().item())
+        total = torch.cat(parts).sum()
+        if head is not None:
+            total = total + head(feats).sum()
+        return math.isfinite(total.item())
 
     @torch.no_grad()
     def rollback(self) -> None:
@@ -354,11 +360,6 @@ def fine_tune_heads(
 
 def argmax_rows(z: torch.Tensor) -> torch.Tensor:
     return z.argmax(1)
-
-
-@torch.no_grad()
-def finite_outputs(head: nn.Module, feats: torch.Tensor) -> bool:
-    return math.isfinite(head(feats).sum().item())
 
 
 @torch.no_grad()
