@@ -28,12 +28,15 @@ by hand (see ``skocl/_learner.py::OnlineLearner.update``), with the default netw
   features of the whole chunk computed once in eval mode and three full-chunk steps of
   fused Adam at lr 1e-2 on the head (autograd);
 * **defaults**: ``OnlineFineTuneClassifier()`` against ``PlainTorchDefaults``, which
-  adds to that update what the defaults add: the chunk predicted before learning and
-  its 0/1 errors fed to river's ``ADWIN`` (with skocl's reaction to a drift on which
-  the error rises), each
-  trunk mini-batch joined by as many rows drawn from a replay memory, the head
+  adds to that update what the defaults add: the chunk predicted before learning
+  (of more than 2,048 rows, a uniform sample of 2,048) and its 0/1 errors fed to
+  river's ``ADWIN`` (with skocl's reaction to a drift on which the error rises), each
+  trunk mini-batch joined by as many rows drawn from a replay memory (of a chunk larger
+  than the memory, as many as it holds in all, spread over the mini-batches), the head
   fine-tuned on the chunk plus as many replayed rows weighing as much as the chunk,
-  and the chunk then offered to the memory. The memory's bookkeeping (the
+  and the chunk then offered to the memory. The floors take autograd's gradients,
+  where skocl writes the default network's backward pass out (``skocl/_mlp_grads.py``):
+  the check below allows for the rounding that this moves. The memory's bookkeeping (the
   class-balanced reservoir) is skocl's own ``skocl._continual.ReplayMemory``: a second
   implementation of it would measure nothing different.
 
@@ -65,6 +68,7 @@ import gc  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import pstats  # noqa: E402
@@ -93,6 +97,7 @@ from torch.nn import functional as F  # noqa: E402
 import skocl  # noqa: E402
 from skocl import OnlineFineTuneClassifier  # noqa: E402
 from skocl._continual import ReplayMemory  # noqa: E402
+from skocl._drift import WATCH_ROWS  # noqa: E402
 from skocl._learner import HEAD_ROWS  # noqa: E402
 
 N_FEATURES, N_CLASSES, HIDDEN = 20, 3, 256
@@ -249,21 +254,29 @@ class PlainTorchDefaults(PlainTorch):
         #    exponential average over chunks), drop the memory's rows of the chunk's
         #    classes when the chunk's inputs look like the memory's. (skocl's first
         #    call, which builds the model, does not watch for drift.)
+        #    A chunk of more than WATCH_ROWS rows is watched through a uniform sample of
+        #    that many, in stream order.
         if self.n_seen:
+            at = torch.arange(n)
+            if n > WATCH_ROWS:
+                at = torch.randperm(n, generator=self.gen)[:WATCH_ROWS].sort().values
+            Xw, yw = X[at], y[at]
             with torch.inference_mode():
-                wrong = (self.head(self.trunk(X)).argmax(1) != y).tolist()
+                wrong = (self.head(self.trunk(Xw)).argmax(1) != yw).tolist()
             drifted = False
             for i, e in enumerate(wrong):
                 self.detector.update(int(e))
                 if self.detector.drift_detected:
-                    self.drifts.append(self.n_seen + i + 1)
+                    self.drifts.append(self.n_seen + int(at[i]) + 1)
                     drifted = True
-            rate, level = sum(wrong) / n, self.error_level
+            rate, level = sum(wrong) / len(wrong), self.error_level
             self.error_level = rate if level is None else 0.8 * level + 0.2 * rate
             if drifted and (level is None or rate > level) and len(memory):
-                self.forget_contradicted(Xn, y.numpy())
+                self.forget_contradicted(Xn[at.numpy()], yw.numpy())
 
-        # 1. trunk update: each mini-batch joined by as many replayed rows
+        # 1. trunk update: each mini-batch joined by as many replayed rows (of a chunk
+        #    larger than the memory, as many as the memory holds in all)
+        share = 1.0 if len(memory) >= n else len(memory) / n
         self.trunk.train()
         order = torch.randperm(n, generator=self.gen) if n > batch_size else None
         for start in range(0, n, batch_size):
@@ -273,7 +286,7 @@ class PlainTorchDefaults(PlainTorch):
                 idx = order[start : start + batch_size]
                 xb, yb = X[idx], y[idx]
             if len(memory):
-                xm, ym = self.replay(len(yb))
+                xm, ym = self.replay(math.ceil(len(yb) * share))
                 xb, yb = torch.cat([xb, xm]), torch.cat([yb, ym])
             loss = F.cross_entropy(self.head(self.trunk(xb)), yb)
             grads = torch.autograd.grad(loss, self.trunk_params)
