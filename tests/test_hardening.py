@@ -281,9 +281,13 @@ def test_all_finite_finds_any_bad_value_and_changes_nothing(dtype, bad):
         broken = [t.clone() for t in tensors]
         broken[i].view(-1)[-1] = bad
         assert not all_finite(broken)
-    sparse = torch.sparse_coo_tensor([[0, 2]], torch.tensor([1.0, bad]), (4,))
+    sparse = torch.sparse_coo_tensor(
+        [[0, 2]], torch.tensor([1.0, bad]), (4,), check_invariants=True
+    )
     assert not all_finite([sparse, torch.ones(2)])
-    assert all_finite([torch.sparse_coo_tensor([[1]], torch.tensor([2.0]), (4,))])
+    assert all_finite(
+        [torch.sparse_coo_tensor([[1]], torch.tensor([2.0]), (4,), check_invariants=True)]
+    )
 
 
 def test_a_step_hook_still_runs():
