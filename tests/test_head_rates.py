@@ -182,3 +182,44 @@ def test_the_head_learns_from_a_sample_of_a_large_chunk(digits, monkeypatch):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert stream(seed, w).n_skipped_steps_ == 0
+
+
+@pytest.mark.parametrize(
+    "optimizer, weight_decay", [("adam", 0.0), ("adam", 0.05), ("adamw", 0.05)]
+)
+def test_every_copy_steps_as_torchs_adam_at_its_rate(optimizer, weight_decay):
+    """The copies' steps (closed-form gradient, fused kernel, one call per copy) are
+    what torch's Adam/AdamW does to an nn.Linear at that rate, copy by copy; the step
+    counts carry over from call to call."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    from skocl._head_rates import HeadRates
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(40, 6, generator=g)
+    y = torch.randint(3, (40,), generator=g)
+    w = torch.rand(40, generator=g)
+    mask = torch.tensor([0.0, 0.0, 0.0, float("-inf")])  # a class not shown yet
+    torch.manual_seed(0)
+    head = nn.Linear(6, 4)
+    rates = HeadRates((1.0, 0.1, 0.01))
+    rates.start(head, optimizer, trained=True)
+    refs = []
+    for r in rates.rates:
+        ref = nn.Linear(6, 4)
+        ref.load_state_dict(head.state_dict())
+        kind = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+        refs.append((ref, kind(ref.parameters(), lr=1e-2 * r, weight_decay=weight_decay)))
+    for _ in range(2):  # two calls of three steps
+        rates.learn(feats, y, w, 3, mask, 1e-2, weight_decay, optimizer == "adamw")
+        for ref, opt in refs:
+            for _ in range(3):
+                opt.zero_grad()
+                loss = (F.cross_entropy(ref(feats) + mask, y, reduction="none") * w).sum()
+                (loss / w.sum()).backward()
+                opt.step()
+    for j, (ref, _) in enumerate(refs):
+        torch.testing.assert_close(rates.weight[j], ref.weight.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(rates.bias[j], ref.bias.detach(), rtol=1e-5, atol=1e-6)
+    assert rates.steps.tolist() == [6, 6, 6]
