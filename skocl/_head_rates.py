@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._steps import all_finite
+
 # Multiples of ``head_lr`` at which copies of the head are fine-tuned side by side.
 # Chosen by benchmarks/bench_defaults.py and bench_head_rates.py (issue 10;
 # benchmarks/DEFAULTS.md, "several head rates"): with (1, 0.1, 0.01) the README
@@ -161,10 +163,15 @@ class HeadRates:
         moments = [m.clone() for m in self.moments]
         # Each copy's Adam steps through torch's fused kernel (the kernel of the head's
         # optimizer), one call per copy at its own rate, on the copy's rows of the
-        # stacked tensors; each copy keeps its own step count.
-        counts = [
-            [torch.tensor(float(self.steps[j]), device=feats.device) for _ in range(2)]
-            for j in range(k)
+        # stacked tensors; each copy keeps its own step count (the kernel reads it, so
+        # a copy's weight and bias share one).
+        counts = torch.tensor(self.steps, dtype=torch.float32, device=feats.device)
+        copies = [
+            ([wj, bj], [mw, mb], [vw, vb], [cj, cj], lr * rate)
+            for wj, bj, mw, mb, vw, vb, cj, rate in zip(
+                weight.unbind(0), bias.unbind(0), *(m.unbind(0) for m in moments),
+                counts.unbind(0), self.rates,
+            )
         ]  # fmt: skip
         kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
         self.steps = self.steps + steps  # replaced, not changed: a checkpoint keeps the old
@@ -173,26 +180,27 @@ class HeadRates:
             z_t = z_t.view(k, c, n)
             G_t = torch.softmax(z_t if mask_t is None else z_t + mask_t, dim=1)
             G_t = G_t.scatter_add_(1, labels, minus_one).mul_(scale)
-            grad_w = (G_t.reshape(k * c, n) @ feats).view(k, c, h)
-            grad_b = G_t.sum(2)
-            for j in range(k):
-                torch._foreach_add_(counts[j], 1)
+            grads = zip(
+                (G_t.reshape(k * c, n) @ feats).view(k, c, h).unbind(0), G_t.sum(2).unbind(0)
+            )  # fmt: skip
+            counts.add_(1)
+            for (params, exp_avgs, exp_avg_sqs, steps_j, lr_j), grad in zip(copies, grads):
                 kernel(
-                    [weight[j], bias[j]], [grad_w[j], grad_b[j]],
-                    [moments[0][j], moments[1][j]], [moments[2][j], moments[3][j]], [],
-                    counts[j], amsgrad=False, lr=lr * self.rates[j], beta1=BETAS[0],
-                    beta2=BETAS[1], weight_decay=weight_decay, eps=EPS, maximize=False,
-                    grad_scale=None, found_inf=None,
+                    params, list(grad), exp_avgs, exp_avg_sqs, [], steps_j, amsgrad=False,
+                    lr=lr_j, beta1=BETAS[0], beta2=BETAS[1], weight_decay=weight_decay,
+                    eps=EPS, maximize=False, grad_scale=None, found_inf=None,
                 )  # fmt: skip
+        if all_finite([weight, bias]):
+            self.weight, self.bias, self.moments = weight, bias, moments
+            return
         finite = torch.isfinite(weight.sum((1, 2)) + bias.sum(1)).tolist()
-        if not all(finite):  # such a copy keeps its weights (and moments)
-            keep = torch.tensor(finite, device=weight.device)
-            weight = torch.where(keep[:, None, None], weight, self.weight)
-            bias = torch.where(keep[:, None], bias, self.bias)
-            moments = [
-                torch.where(keep.view(-1, *[1] * (new.dim() - 1)), new, old)
-                for new, old in zip(moments, self.moments)
-            ]
+        keep = torch.tensor(finite, device=weight.device)  # others keep their weights
+        weight = torch.where(keep[:, None, None], weight, self.weight)
+        bias = torch.where(keep[:, None], bias, self.bias)
+        moments = [
+            torch.where(keep.view(-1, *[1] * (new.dim() - 1)), new, old)
+            for new, old in zip(moments, self.moments)
+        ]
         self.weight, self.bias, self.moments = weight, bias, moments
 
     def _pick(self) -> None:
