@@ -5,8 +5,11 @@ own history).
 Each commit is checked out into a temporary git worktree and timed in its own child
 process (CPU time, torch threads 1): ``predict`` of one row and ``partial_fit`` of 32
 rows x 20 features on a model fitted on 2,000 rows (``memory_size=0,
-drift_detector=None``, the speed benchmark's "core"). Rounds go commit by commit, so
-load drifts hit every commit alike; the table gives the median over rounds.
+drift_detector=None``, the speed benchmark's "core"); and ``partial_fit`` of 32 rows
+of digits with the defaults after a ``fit`` on 500 rows that converges (the path of a
+pretrained start: replay, drift detection and the head's copies at several rates),
+cycling over 200 chunks. Rounds go commit by commit, so load drifts hit every commit
+alike; the table gives the median over rounds.
 
     .venv/bin/python benchmarks/bench_ab.py 5442147 a3ea343^ HEAD
 """
@@ -38,8 +41,19 @@ def per_call(f, n, reps=15):
             f()
         times.append((time.process_time() - t0) / n * 1e6)
     return float(np.median(times))
+from sklearn.datasets import load_digits
+Xd, yd = load_digits(return_X_y=True)
+fitted = OnlineFineTuneClassifier(random_state=0).fit(Xd[:500] / 16, yd[:500])
+order = rng.permutation(len(yd))
+chunks = [(Xd[order[i : i + 32]] / 16, yd[order[i : i + 32]]) for i in range(0, 6400, 32)
+          if len(order[i : i + 32]) == 32]
+calls = iter(range(10**9))
+def fitted_call():
+    Xk, yk = chunks[next(calls) % len(chunks)]
+    fitted.partial_fit(Xk, yk)
 _out = json.dumps({"predict_1": per_call(lambda: clf.predict(x1), 3000),
-                   "partial_fit_32": per_call(lambda: clf.partial_fit(Xc, yc), 200)})
+                   "partial_fit_32": per_call(lambda: clf.partial_fit(Xc, yc), 200),
+                   "fitted_defaults_32": per_call(fitted_call, 100)})
 """
 
 # The child also says which skocl it imported, checked against the commit's worktree.
@@ -91,16 +105,19 @@ def main() -> None:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", root, "worktree", "remove", "--force", tree])
-    print("| commit | predict 1 row, µs (rounds) | partial_fit 32 rows, µs (rounds) |")
-    print("|---|---:|---:|")
+    print(
+        "| commit | predict 1 row, µs (rounds) | partial_fit 32 rows, µs (rounds) "
+        "| defaults after fit: partial_fit 32 rows, µs (rounds) |"
+    )
+    print("|---|---:|---:|---:|")
     for commit, rs in results.items():
         cells = []
-        for key in ("predict_1", "partial_fit_32"):
+        for key in ("predict_1", "partial_fit_32", "fitted_defaults_32"):
             values = sorted(r[key] for r in rs)
             rounds = ", ".join(f"{r[key]:.0f}" if r[key] > 100 else f"{r[key]:.1f}" for r in rs)
             median = values[len(values) // 2]
             cells.append(f"{median:.1f} ({rounds})")
-        print(f"| `{commit}` | {cells[0]} | {cells[1]} |")
+        print(f"| `{commit}` | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ the update rule, its components) lives in ``_learner.py``.
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import warnings
 from numbers import Integral, Real
@@ -26,7 +25,7 @@ from sklearn.utils.validation import (
 from ._drift import make_detector
 from ._head_rates import check_head_rates
 from ._learner import OnlineLearner
-from ._learner_checkpoint import Checkpoint
+from ._learner_checkpoint import all_or_nothing
 from ._modules import (
     ACTIVATIONS,
     AUTO_TRUNK_LR,
@@ -486,7 +485,7 @@ class OnlineFineTuneClassifier(
         self : object
             The fitted estimator.
         """
-        with self._all_or_nothing(keep_learner=False):
+        with all_or_nothing(self, keep_learner=False):
             X, y_idx, sw, learner = self._restart(X, y, sample_weight, None, False)
             Xt, yt, swt, val = X, y_idx, sw, None
             if self.early_stopping:
@@ -532,7 +531,7 @@ class OnlineFineTuneClassifier(
         first = not hasattr(self, "learner_")
         if not first:  # checked before anything changes
             X, y_idx, sw, grown = self._validate_chunk(X, y, classes, sample_weight)
-        with self._all_or_nothing(X) as checkpoint:
+        with all_or_nothing(self, X) as checkpoint:
             if first:
                 X, y_idx, sw, learner = self._restart(X, y, sample_weight, classes, True)
                 self.n_iter_, self.loss_curve_, self.n_samples_seen_ = 0, [], 0
@@ -555,29 +554,6 @@ class OnlineFineTuneClassifier(
             self.n_samples_seen_ += X.shape[0]
             self._count_skipped(skipped)
         return self
-
-    @contextlib.contextmanager
-    def _all_or_nothing(self, X=None, keep_learner=True):
-        """A call that fails (bad input, an exception in the user's module, a
-        KeyboardInterrupt, a warning turned into an error) leaves the estimator as it
-        was: its attributes, and the learner's weights, optimizer state, memory,
-        components and random stream (:class:`~skocl._learner_checkpoint.Checkpoint`; of a wide
-        sparse layer, the rows an update on ``X`` can change). A call that builds a new
-        learner (``keep_learner=False``) leaves the old one untouched."""
-        saved = {k: list(v) if type(v) is list else v for k, v in vars(self).items()}
-        checkpoint = None
-        if keep_learner and "learner_" in saved:
-            learner = saved["learner_"]
-            stake = None if X is None else learner.at_stake(X)
-            checkpoint = Checkpoint(learner, stake)
-        try:
-            yield checkpoint
-        except BaseException:
-            if checkpoint is not None:
-                checkpoint.restore()
-            vars(self).clear()
-            vars(self).update(saved)
-            raise
 
     def _settings(self) -> Settings:
         """The parameters that act on every call, read here and nowhere else

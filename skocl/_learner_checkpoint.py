@@ -3,6 +3,8 @@ all-or-nothing promise of every ``fit`` and ``partial_fit``)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -102,3 +104,33 @@ def _saved(value, param, rows):
 
 def _restored(value):
     return value.restore() if isinstance(value, Saved) else value
+
+
+@contextlib.contextmanager
+def all_or_nothing(estimator, X=None, keep_learner=True) -> Iterator[Checkpoint | None]:
+    """A call of ``estimator`` (an ``OnlineFineTuneClassifier``) that fails (bad input,
+    an exception in the user's module, a KeyboardInterrupt, a warning turned into an
+    error) leaves it as it was: its attributes, and the learner's weights, optimizer
+    state, memory, components and random stream (:class:`Checkpoint`; of a wide sparse
+    layer, the rows an update on ``X`` can change). A call that builds a new learner
+    (``keep_learner=False``) leaves the old one untouched. Yields the checkpoint (None
+    without a learner to keep)."""
+    saved = dict(vars(estimator))
+    # Lists (``loss_curve_``) only grow during a call: their lengths put them back,
+    # where a copy would cost a call more the longer the stream.
+    lengths = [(v, len(v)) for v in saved.values() if type(v) is list]
+    checkpoint = None
+    if keep_learner and "learner_" in saved:
+        learner = saved["learner_"]
+        stake = None if X is None else learner.at_stake(X)
+        checkpoint = Checkpoint(learner, stake)
+    try:
+        yield checkpoint
+    except BaseException:
+        if checkpoint is not None:
+            checkpoint.restore()
+        vars(estimator).clear()
+        vars(estimator).update(saved)
+        for v, n in lengths:
+            del v[n:]
+        raise

@@ -319,3 +319,25 @@ def test_a_parameter_set_between_calls_is_checked_again(stream):
         clf.set_params(**{name: good})
         assert_unchanged(clf, before)
     assert clf.partial_fit(X[400:500], y[400:500]).n_samples_seen_ == 500
+
+
+def test_a_call_that_fails_after_its_loss_was_recorded_leaves_the_curve(stream):
+    """The skipped-step warning comes after the call's loss joined ``loss_curve_``:
+    turned into an error, the call fails and the curve is as it was (the same list,
+    its length put back), with every other attribute."""
+    X, y = stream
+    clf = OnlineFineTuneClassifier(random_state=0)
+    for s in range(0, 300, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    curve = clf.loss_curve_
+    before = snapshot(clf)
+    bad = X[300:310].copy()
+    bad[3] = 3e38  # its steps overflow: skipped, with a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NonFiniteStepWarning)
+        with pytest.raises(NonFiniteStepWarning):
+            clf.partial_fit(bad, y[300:310])
+    assert clf.loss_curve_ is curve and len(curve) == 3
+    assert_unchanged(clf, before)
+    clf.partial_fit(X[300:400], y[300:400])  # and it goes on
+    assert len(clf.loss_curve_) == 4
