@@ -9,9 +9,8 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from ._head_rates import BETAS, DECAY, EPS, SWITCH_Z, HeadRates
+from ._head_rates import DECAY, SWITCH_Z, HeadRates
 
 # Chunks a fresh head is scored on before it ends if it has not taken over: its cost
 # (about 1.25 times a 32-row call while it learns) is bounded. bench_fresh_head.py
@@ -125,36 +124,6 @@ class FreshHead(HeadRates):
         return self.live - float(self.errors[0]) > SWITCH_Z * math.sqrt(
             p * (1 - p) / max(self.rows, 1.0)
         )
-
-    @torch.no_grad()
-    def learn(self, feats, y, w, steps, mask, lr, weight_decay, decoupled) -> None:
-        """:meth:`HeadRates.learn <skocl._head_rates.HeadRates.learn>` for the one copy
-        at ``lr``, with torch's fused Adam kernel (the kernel of the head's optimizer:
-        a step in one call, where the copies' Adam takes a dozen)."""
-        n, c = y.shape[0], self.weight.shape[1]
-        scale = w / w.sum() if w is not None else feats.new_full((n,), 1.0 / n)
-        onehot_t = F.one_hot(y, c).to(feats.dtype).t()
-        weight, bias = self.weight[0].clone(), self.bias[0].clone()
-        moments = [m[0].clone() for m in self.moments]
-        counts = [
-            torch.tensor(float(self.steps[0]), device=feats.device) for _ in range(2)
-        ]  # fmt: skip
-        kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
-        for _ in range(steps):
-            z_t = torch.addmm(bias[:, None], weight, feats.t())  # classes by rows
-            G_t = torch.softmax(z_t if mask is None else z_t + mask[:, None], dim=0)
-            G_t = G_t.sub_(onehot_t).mul_(scale)
-            torch._foreach_add_(counts, 1)
-            kernel(
-                [weight, bias], [G_t @ feats, G_t.sum(1)], moments[:2], moments[2:], [],
-                counts, amsgrad=False, lr=lr, beta1=BETAS[0], beta2=BETAS[1],
-                weight_decay=weight_decay, eps=EPS, maximize=False, grad_scale=None,
-                found_inf=None,
-            )  # fmt: skip
-        self.steps = self.steps + steps
-        if math.isfinite(float(weight.sum() + bias.sum())):  # else it keeps its weights
-            self.weight, self.bias = weight[None], bias[None]
-            self.moments = [m[None] for m in moments]
 
     @torch.no_grad()
     def take_over(self, head, optimizer, rates) -> None:
