@@ -101,7 +101,7 @@ def make_floor(n_classes, args, replay: bool):
             idx = order[lo : lo + args.batch_size]
             xb, yb = csr_rows(X, idx), yt[idx]
             if memory is not None and len(memory):
-                xb, yb, _ = memory.join_batch(xb, yb, None, gen)
+                xb, yb, _ = memory.join_batch(xb, yb, None, memory.replays([len(yb)], gen)[0])
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(net(xb), yb).backward()
             opt.step()

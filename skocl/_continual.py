@@ -61,11 +61,21 @@ class ReplayMemory:
         idx = torch.randint(len(self), (k,), generator=gen).to(self.y.device)
         return self.X.index_select(0, idx), self.y.index_select(0, idx)
 
-    def join_batch(self, X, y, w, gen, share: float = 1.0):
-        """A trunk mini-batch ``(X, y, w)`` joined by replayed rows, as many as it has
-        times ``share`` (rounded up; at most the memory's size), each weighing the
-        batch's mean weight (``w`` None: all weigh one)."""
-        Xm, ym = self.sample(min(len(self), math.ceil(len(y) * share)), gen)
+    def replays(self, sizes: list[int], gen: torch.Generator, share: float = 1.0) -> list:
+        """The replayed rows ``(X, y)`` that join trunk mini-batches of ``sizes`` rows,
+        drawn now: for each, as many as it has times ``share`` (rounded up; at most the
+        memory's size). One uniform draw and one gather serve all (the same rows as a
+        draw per mini-batch, for less work)."""
+        counts = [min(len(self), math.ceil(n * share)) for n in sizes]
+        X, y = self.sample(sum(counts), gen)
+        ends = np.cumsum(counts).tolist()
+        return [(X[e - c : e], y[e - c : e]) for c, e in zip(counts, ends)]
+
+    def join_batch(self, X, y, w, replayed):
+        """A trunk mini-batch ``(X, y, w)`` joined by its ``replayed`` rows (one of
+        :meth:`replays`), each weighing the batch's mean weight (``w`` None: all weigh
+        one)."""
+        Xm, ym = replayed
         if w is not None:
             w = torch.cat([w, w.new_full((len(ym),), float(w.mean()))])
         return torch.cat([X, Xm]), torch.cat([y, ym]), w

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -14,6 +15,8 @@ from ._sparse import SparseRows, csr_rows
 # Rows pushed through the network at once when predicting or computing features; bounds
 # the memory of a forward pass over a large X.
 FORWARD_ROWS = 1 << 18
+# Values of dense rows gathered at once into mini-batches (Rows.batches): 4 MiB of float32.
+GATHER_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -87,16 +90,46 @@ class Rows:
             yield self.take(slice(s, s + step))
 
     def batches(self, batch_size: int, gen: torch.Generator | None) -> Iterator[tuple]:
-        """Mini-batches ``(X, y, w)`` in a random order (when ``gen`` is given)."""
+        """Mini-batches ``(X, y, w)`` in a random order (when ``gen`` is given), of the
+        sizes :meth:`batch_sizes` gives. The order is drawn now, at the call, so the
+        draws a caller makes next come after it.
+
+        Dense rows are gathered a block of mini-batches at a time (about
+        ``GATHER_ELEMENTS`` values; the mini-batches are views of it): one copy instead
+        of one per step. Sparse rows, and the rows of a CSR matrix densified for a
+        dense network, are gathered a mini-batch at a time."""
         n = len(self)
         if n <= batch_size:
-            yield self.take(None), self.y, self.w
-            return
+            return iter([(self.take(None), self.y, self.w)])
         order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+        return self._batches(order, batch_size)
+
+    def _batches(self, order: torch.Tensor, batch_size: int) -> Iterator[tuple]:
         on_device = order.to(self.device)
-        for start in range(0, n, batch_size):
-            idx, idx_d = order[start : start + batch_size], on_device[start : start + batch_size]
-            yield self.take(idx), self.y[idx_d], None if self.w is None else self.w[idx_d]
+        y = self.y.index_select(0, on_device)
+        w = None if self.w is None else self.w.index_select(0, on_device)
+        # Rows of a CSR X (sparse rows, or densified for a dense network) come a
+        # mini-batch at a time: no dense copy of more.
+        one_by_one = not isinstance(self.X if self._whole is None else self._whole, torch.Tensor)
+        width = max(1, math.prod(self.X.shape[1:]))  # values per row
+        per = batch_size * (1 if one_by_one else max(1, GATHER_ELEMENTS // (batch_size * width)))
+        for start in range(0, len(order), per):
+            block = self.take(order[start : start + per])
+            if one_by_one:
+                yield block, y[start : start + per], None if w is None else w[start : start + per]
+                continue
+            for s in range(start, start + len(block), batch_size):
+                yield (
+                    block[s - start : s - start + batch_size], y[s : s + batch_size],
+                    None if w is None else w[s : s + batch_size],
+                )  # fmt: skip
+
+    def batch_sizes(self, batch_size: int) -> list[int]:
+        """The sizes of :meth:`batches`' mini-batches, in order."""
+        n = len(self)
+        if n <= batch_size:
+            return [n]
+        return [min(batch_size, n - s) for s in range(0, n, batch_size)]
 
     def subset(self, idx: torch.Tensor) -> Rows:
         """The rows ``idx`` (a CPU tensor of positions) as rows of their own, X still in

@@ -163,13 +163,17 @@ class SparseReplayMemory:
         pos = torch.searchsorted(self.ids, handles[:, 0])
         return self.rows.take(pos).to(self.device), y.to(self.device)
 
-    def join_batch(
-        self, X: SparseRows, y: torch.Tensor, w: torch.Tensor | None, gen, share: float = 1.0
-    ):
-        """A trunk mini-batch ``(X, y, w)`` joined by replayed rows, as many as it has
-        times ``share`` (rounded up; at most the memory's size), each weighing the
-        batch's mean weight (``w`` None: all weigh one)."""
-        Xm, ym = self.sample(min(len(self), math.ceil(len(y) * share)), gen)
+    def replays(self, sizes: list[int], gen: torch.Generator, share: float = 1.0) -> list:
+        """The replayed rows ``(X, y)`` that join trunk mini-batches of ``sizes`` rows,
+        drawn now, a draw per mini-batch: as many as it has times ``share`` (rounded up;
+        at most the memory's size)."""
+        return [self.sample(min(len(self), math.ceil(n * share)), gen) for n in sizes]
+
+    def join_batch(self, X: SparseRows, y: torch.Tensor, w: torch.Tensor | None, replayed):
+        """A trunk mini-batch ``(X, y, w)`` joined by its ``replayed`` rows (one of
+        :meth:`replays`), each weighing the batch's mean weight (``w`` None: all weigh
+        one)."""
+        Xm, ym = replayed
         if w is not None:
             w = torch.cat([w, w.new_full((len(ym),), float(w.mean()))])
         return SparseRows.cat([X, Xm.to(X.device, X.dtype)]), torch.cat([y, ym]), w

@@ -52,6 +52,11 @@ def apply_step(
     """
     if not all_finite(grads if loss is None else [*grads, loss.detach().reshape(1)]):
         return False
+    # torch's fused CPU Adam reads a gradient as if laid out like its parameter (torch
+    # 2.13: a transposed gradient steps wrongly): hand it contiguous ones.
+    grads = [
+        g if g.layout != torch.strided or g.is_contiguous() else g.contiguous() for g in grads
+    ]
     for p, g in zip(params, grads):
         p.grad = g
     fused = fused or FusedAdam.of(optimizer, params)
@@ -256,12 +261,17 @@ def train_epoch(
     closed = MLPGrads.of(trunk, head, params) if tasks is None else None
     fused = FusedAdam.of(optimizer, params)
     share = 1.0 if memory is None or len(memory) >= len(rows) else len(memory) / len(rows)
-    for Xb, yb, wb in rows.batches(batch_size, gen):
+    batches = rows.batches(batch_size, gen)  # the order drawn first, then the replay
+    replays = None
+    if memory is not None and len(memory):
+        replays = iter(memory.replays(rows.batch_sizes(batch_size), gen, share))
+    for Xb, yb, wb in batches:
+        replayed = None if replays is None else next(replays)
         n = yb.shape[0] if wb is None else float(wb.sum())
         if n == 0:
             continue
-        if memory is not None and len(memory):
-            Xb, yb, wb = memory.join_batch(Xb, yb, wb, gen, share)
+        if replayed is not None:
+            Xb, yb, wb = memory.join_batch(Xb, yb, wb, replayed)
         if tasks is not None and not bool((yb >= 0).any()):
             continue  # no label in the batch: a zero gradient would still move Adam
         if closed is not None and Xb.layout == torch.strided:

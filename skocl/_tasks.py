@@ -12,6 +12,7 @@ set (a map of old to new global indices) and the replay memory's labels.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
@@ -171,6 +172,11 @@ class TaskReplayMemory(ReplayMemory):
     @strategy.setter
     def strategy(self, value: str) -> None:
         """Rows of several tasks are always kept by reservoir sampling."""
+
+    def replays(self, sizes: list[int], gen: torch.Generator, share: float = 1.0) -> list:
+        """As :meth:`ReplayMemory.replays`, a task-balanced draw per mini-batch (each
+        mini-batch replays every labelled task)."""
+        return [self.sample(min(len(self), math.ceil(n * share)), gen) for n in sizes]
 
     def sample(self, k: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``k`` rows drawn with replacement, task-balanced: each task draws an equal

@@ -161,7 +161,7 @@ def test_the_replay_rule_weighs_replayed_rows_as_documented():
     gen = torch.Generator().manual_seed(0)
     mem.add(torch.randn(50, 2), torch.arange(50) % 2, gen)
     X, y, w = torch.randn(8, 2), torch.zeros(8, dtype=torch.long), torch.arange(1.0, 9.0)
-    Xb, yb, wb = mem.join_batch(X, y, w, gen)
+    Xb, yb, wb = mem.join_batch(X, y, w, mem.replays([8], gen)[0])
     assert len(Xb) == len(yb) == len(wb) == 16
     torch.testing.assert_close(wb[8:], torch.full((8,), float(w.mean())))  # each: the mean
     trunk = nn.Identity()

@@ -266,6 +266,28 @@ def test_a_resolved_fused_step_is_the_optimizers_step():
     assert FusedAdam.of(make_optimizer("sgd", a, 1e-2, 0.0), a) is None
 
 
+@pytest.mark.parametrize("resolved", [False, True])
+def test_a_transposed_gradient_steps_as_its_contiguous_copy(resolved):
+    """torch's fused CPU Adam misreads a gradient laid out unlike its parameter;
+    apply_step hands it a contiguous one (the closed-form gradients of large batches
+    are made transposed)."""
+    from skocl._modules import make_optimizer
+    from skocl._steps import FusedAdam, apply_step
+
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(6, 4))]
+    b = [nn.Parameter(a[0].detach().clone())]
+    start = a[0].detach().clone()
+    opt_a, opt_b = make_optimizer("adam", a, 1e-2, 0.0), make_optimizer("adam", b, 1e-2, 0.0)
+    for _ in range(3):
+        g = torch.randn(4, 6)
+        fused = FusedAdam.of(opt_a, a) if resolved else None
+        assert apply_step(opt_a, a, [g.t()], fused=fused)
+        assert apply_step(opt_b, b, [g.t().contiguous()])
+    assert torch.equal(a[0], b[0])
+    assert not torch.equal(a[0].detach(), start)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_all_finite_finds_any_bad_value_and_changes_nothing(dtype, bad):

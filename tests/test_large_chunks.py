@@ -32,15 +32,16 @@ def stream():
 
 
 def _drawn(clf, monkeypatch):
-    """Rows the replay memory hands out, per call of its sample."""
+    """Rows the replay memory hands out to each trunk mini-batch."""
     memory, drawn = clf.learner_.memory, []
-    sample = memory.sample
+    replays = memory.replays
 
-    def counting(k, gen):
-        drawn.append(k)
-        return sample(k, gen)
+    def counting(sizes, gen, share=1.0):
+        out = replays(sizes, gen, share)
+        drawn.extend(len(ym) for _, ym in out)
+        return out
 
-    monkeypatch.setattr(memory, "sample", counting)
+    monkeypatch.setattr(memory, "replays", counting)
     return drawn
 
 
@@ -97,3 +98,48 @@ def test_large_chunks_learn_and_repeat_exactly(stream):
     for a, b in zip(runs[0].module_.parameters(), runs[1].module_.parameters()):
         assert torch.equal(a, b)
     np.testing.assert_array_equal(runs[0].drifts_, runs[1].drifts_)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_mini_batches_gathered_in_blocks_are_those_of_the_drawn_order(monkeypatch, weighted):
+    """A chunk's dense rows are gathered a block of mini-batches at a time; each
+    mini-batch holds the rows of its slice of the drawn order, and a draw made after
+    ``batches`` returns comes after the order's."""
+    from skocl import _rows
+    from skocl._rows import make_rows
+
+    monkeypatch.setattr(_rows, "GATHER_ELEMENTS", 3 * 16 * 5)  # blocks of 3 mini-batches
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(107, 5).astype(np.float32), rng.randint(3, size=107)
+    w = rng.rand(107) if weighted else None
+    rows = make_rows(X, y, w, torch.float32, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(4)
+    batches = rows.batches(16, gen)
+    after = torch.randint(1000, (5,), generator=gen)
+    ref = torch.Generator().manual_seed(4)
+    order = torch.randperm(107, generator=ref)
+    assert torch.equal(after, torch.randint(1000, (5,), generator=ref))
+    got = list(batches)
+    assert [len(b[1]) for b in got] == rows.batch_sizes(16) == [16] * 6 + [11]
+    for i, (Xb, yb, wb) in enumerate(got):
+        idx = order[16 * i : 16 * (i + 1)]
+        assert torch.equal(Xb, torch.from_numpy(X)[idx]) and Xb.is_contiguous()
+        assert torch.equal(yb, torch.from_numpy(y.astype(np.int64))[idx])
+        assert (wb is None) == (not weighted)
+        if weighted:
+            assert torch.equal(wb, rows.w[idx])
+
+
+def test_replays_drawn_at_once_are_the_rows_of_a_draw_per_mini_batch():
+    """One draw serves all mini-batches' replayed rows: the same rows, in the same
+    order, as a draw per mini-batch (torch's CPU generator draws integers serially)."""
+    from skocl._continual import ReplayMemory
+
+    mem = ReplayMemory(300, "class_balanced", 4, torch.float32, torch.device("cpu"))
+    mem.add(torch.randn(400, 4), torch.arange(400) % 3, torch.Generator().manual_seed(0))
+    sizes, share = [200] * 4 + [37], 0.3
+    at_once = mem.replays(sizes, torch.Generator().manual_seed(1), share)
+    gen = torch.Generator().manual_seed(1)
+    for n, (Xm, ym) in zip(sizes, at_once, strict=True):
+        Xr, yr = mem.sample(-(-n * 3 // 10), gen)  # ceil(n * share)
+        assert torch.equal(Xm, Xr) and torch.equal(ym, yr)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from skocl import OnlineFineTuneClassifier
-from skocl._mlp_grads import MLPGrads
+from skocl._mlp_grads import _ROWS_FIRST, MLPGrads
 from skocl._steps import weighted_loss
 
 
@@ -40,7 +40,8 @@ NETWORKS = [
 @pytest.mark.parametrize("widths, which", NETWORKS)
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_equal_to_autograd(activation, widths, which, weighted, masked):
+@pytest.mark.parametrize("n", [33, 150])  # both layouts of a hidden layer's dW
+def test_equal_to_autograd(activation, widths, which, weighted, masked, n):
     trunk, head = _net(widths, activation)
     params = {
         "trunk": list(trunk.parameters()),
@@ -48,15 +49,15 @@ def test_equal_to_autograd(activation, widths, which, weighted, masked):
         "last layer": list(head.parameters()),
     }[which]
     g = torch.Generator().manual_seed(1)
-    X = torch.randn(33, 7, generator=g, dtype=torch.float64)
-    y = torch.randint(4, (33,), generator=g)
-    w = torch.rand(33, generator=g, dtype=torch.float64) if weighted else None
+    X = torch.randn(n, 7, generator=g, dtype=torch.float64)
+    y = torch.randint(4, (n,), generator=g)
+    w = torch.rand(n, generator=g, dtype=torch.float64) if weighted else None
     mask = None
     if masked:  # the last class not shown yet: no row has it
         mask = torch.zeros(5, dtype=torch.float64)
         mask[4] = float("-inf")
     closed = MLPGrads.of(trunk, head, params)
-    assert closed is not None
+    assert closed is not None and 33 < _ROWS_FIRST <= 150
     loss, grads = closed(X, y, w, mask)
     want_loss, want = _autograd(trunk, head, params, X, y, w, mask)
     torch.testing.assert_close(loss, want_loss.detach(), rtol=1e-12, atol=1e-12)

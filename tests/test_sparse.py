@@ -320,7 +320,8 @@ def test_sparse_memory_sample_join_and_determinism():
     assert torch.equal(Xm.to_dense(), Xm2.to_dense()) and torch.equal(ym, ym2)
     assert rows_as_set(Xm.to_dense().numpy(), ym) <= rows_as_set(X.toarray(), y)
     xb = csr_rows(X, slice(0, 10))
-    Xj, yj, wj = mem.join_batch(xb, y[:10], torch.full((10,), 2.0), torch.Generator())
+    replayed = mem.replays([10], torch.Generator())[0]
+    Xj, yj, wj = mem.join_batch(xb, y[:10], torch.full((10,), 2.0), replayed)
     assert (
         Xj.shape == (20, X.shape[1]) and len(yj) == 20 and torch.equal(wj, torch.full((20,), 2.0))
     )
