@@ -43,6 +43,7 @@ from ._steps import (
     snapshot,
     to_cpu,
     train_epoch,
+    trunk_forward,
 )
 from ._tasks import TaskDriftMonitor, TaskHeads, TaskReplayMemory, Tasks, label_map
 
@@ -277,7 +278,7 @@ class OnlineLearner:
             head_rows = rows.sample(HEAD_ROWS, gen)
             feats, y, w = features(self.trunk, head_rows, batch), head_rows.y, head_rows.w
             if memory is not None and len(memory):
-                feats, y, w = memory.join_features(feats, y, w, self.trunk, gen)
+                feats, y, w = memory.join_features(feats, y, w, trunk_forward(self.trunk), gen)
             self._mode(True, self.head)
             if rates:
                 backup = copy.copy(self.rates)  # put back if the update is undone

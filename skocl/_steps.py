@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._mlp_grads import MLPGrads
+from ._mlp_grads import MLPGrads, PlainForward
 from ._rows import FORWARD_ROWS, Rows
 
 
@@ -57,11 +57,15 @@ def apply_step(
     grads = [
         g if g.layout != torch.strided or g.is_contiguous() else g.contiguous() for g in grads
     ]
+    fused = fused or FusedAdam.of(optimizer, params)
+    if fused is not None and fused(grads):
+        return True
+    # Other optimizers read the gradients from .grad, for this step only.
     for p, g in zip(params, grads):
         p.grad = g
-    fused = fused or FusedAdam.of(optimizer, params)
-    if fused is None or not fused(grads):
-        optimizer.step()
+    optimizer.step()
+    for p in params:
+        p.grad = None
     return True
 
 
@@ -316,17 +320,19 @@ def fine_tune_head(
         type(head) is nn.Linear and len(params) == 2 and params[0] is W and params[1] is b
     )
     if closed_form:
-        # Logits computed n x C (the fast layout for addmm), then softmax over the classes
-        # on the transposed view: over a short first axis it vectorises over the samples,
-        # which torch's CPU softmax over a short last axis does not.
+        # Logits as classes by rows: softmax over a short first axis vectorises over the
+        # rows, which torch's CPU softmax over a short last axis does not, and addmm
+        # is faster in this layout too (379 against 460 us for 6,096 rows, 256
+        # features, 4 classes; 664 against 1,174 with 10 classes).
         # softmax - onehot: -1 added at each row's label (the same bits as subtracting
         # the onehot, for less work).
         labels, minus_one = y[None, :], feats.new_full((1, n), -1.0)
+        mask_t = None if mask is None else mask[:, None]
         fused = FusedAdam.of(optimizer, params)
         with torch.no_grad():
             for _ in range(steps):
-                z = torch.addmm(b, feats, W.t())
-                G_t = torch.softmax((z if mask is None else z + mask).t(), dim=0)
+                z_t = torch.addmm(b[:, None], W, feats.t())
+                G_t = torch.softmax(z_t if mask_t is None else z_t + mask_t, dim=0)
                 G_t = G_t.scatter_add_(0, labels, minus_one).mul_(scale)
                 grads = (G_t @ feats, G_t.sum(1))
                 skipped += not apply_step(optimizer, params, grads, fused=fused)
@@ -372,11 +378,18 @@ def argmax_rows(z: torch.Tensor) -> torch.Tensor:
     return z.argmax(1)
 
 
+def trunk_forward(trunk: nn.Module):
+    """The trunk's forward for inference: :class:`~skocl._mlp_grads.PlainForward` where
+    it covers the trunk, else the module."""
+    return PlainForward.of(trunk) or trunk
+
+
 @torch.no_grad()
 def features(trunk: nn.Module, rows: Rows, batch_size: int) -> torch.Tensor:
     """Trunk features of every row of ``rows``, without a graph (callers set eval
     mode), computed :meth:`Rows.slices` at a time."""
-    return _joined([trunk(x) for x in rows.slices(batch_size)])
+    forward = trunk_forward(trunk)
+    return _joined([forward(x) for x in rows.slices(batch_size)])
 
 
 @torch.no_grad()
@@ -389,8 +402,9 @@ def predict_rows(
     Rows requested whole stay on the device for the update that follows, so this runs
     under ``no_grad``, not ``inference_mode``, whose tensors autograd refuses."""
     parts = []
+    forward = trunk_forward(trunk)
     for x in rows.slices(batch_size):
-        z = head(trunk(x))
+        z = head(forward(x))
         masked = z if mask is None else z + mask
         if tasks is None:
             pred = masked.argmax(1)
