@@ -68,8 +68,13 @@ class ReplayMemory:
         draw per mini-batch, for less work)."""
         counts = [min(len(self), math.ceil(n * share)) for n in sizes]
         X, y = self.sample(sum(counts), gen)
-        ends = np.cumsum(counts).tolist()
-        return [(X[e - c : e], y[e - c : e]) for c, e in zip(counts, ends)]
+        if len(counts) == 1:
+            return [(X, y)]
+        out, start = [], 0
+        for c in counts:
+            out.append((X[start : start + c], y[start : start + c]))
+            start += c
+        return out
 
     def join_batch(self, X, y, w, replayed):
         """A trunk mini-batch ``(X, y, w)`` joined by its ``replayed`` rows (one of

@@ -215,9 +215,18 @@ class Transaction:
             for w in self.weights
         ]  # fmt: skip
         total = torch.cat(parts).sum()
-        if head is not None:
-            total = total + head(feats).sum()
-        return math.isfinite(total.item())
+        if head is None:
+            return math.isfinite(total.item())
+        bound = _output_bound(head, feats) if len(feats) >= _BOUND_ROWS else None
+        if bound is not None:
+            # A linear head's outputs are finite when a bound on them is: one pass over
+            # the features (their extremes) instead of the head's forward.
+            weights, bound = torch.stack([total, bound]).tolist()
+            if not math.isfinite(weights):
+                return False
+            if bound < _SAFE_BOUND:
+                return True
+        return math.isfinite((total + head(feats).sum()).item())
 
     @torch.no_grad()
     def rollback(self) -> None:
@@ -225,6 +234,29 @@ class Transaction:
             w.restore()
             for opt in self.optimizers:
                 opt.state.pop(w.t, None)
+
+
+# Rows of features from which the bound is cheaper than the head's forward (45 against
+# 51 us at 512 rows of 256 features, 24 against 16 at 64).
+_BOUND_ROWS = 512
+# Below this bound on |outputs| (float32's largest value over 3), a linear head's
+# float32 outputs and their sums over at most 2**20 features stay finite.
+_SAFE_BOUND = 1e38
+
+
+def _output_bound(head: nn.Module, feats: torch.Tensor) -> torch.Tensor | None:
+    """A bound on ``|head(feats)|`` for a hook-free ``nn.Linear`` head (with bias) on
+    at most 2**20 dense features: ``max|feats| * max_i ||W_i||_1 + max|b|``, NaN or inf
+    when a feature is; None for any other head."""
+    if type(head) is not nn.Linear or head.bias is None or head._forward_hooks:
+        return None
+    if head._forward_pre_hooks or feats.layout != torch.strided or feats.shape[-1] > 1 << 20:
+        return None
+    if not feats.numel():
+        return None
+    lo, hi = torch.aminmax(feats)
+    W, b = head.weight, head.bias
+    return torch.maximum(-lo, hi) * W.abs().sum(1).max() + b.abs().max()
 
 
 def gradient_step(loss: torch.Tensor, optimizer, params: list[nn.Parameter]) -> bool:

@@ -363,3 +363,34 @@ def test_a_call_that_fails_after_its_loss_was_recorded_leaves_the_curve(stream):
     assert_unchanged(clf, before)
     clf.partial_fit(X[300:400], y[300:400])  # and it goes on
     assert len(clf.loss_curve_) == 4
+
+
+@pytest.mark.parametrize("bound_rows", [0, 512])  # the bound always; never for 4 rows
+def test_the_check_of_a_linear_heads_outputs_matches_their_forward(monkeypatch, bound_rows):
+    """Transaction.finite bounds a linear head's outputs by its features' extremes
+    (from _BOUND_ROWS rows) and runs the head only when the bound is not small: the
+    answer is the forward's."""
+    from skocl import _steps
+    from skocl._steps import Transaction
+
+    monkeypatch.setattr(_steps, "_BOUND_ROWS", bound_rows)
+
+    head = nn.Linear(3, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1e2, 0.0, 1.0], [-5.0, 0.0, 2.0]]))
+    txn = Transaction(list(head.parameters()), [])
+    big_where_unused = torch.tensor([[1.0, 1e37, 2.0], [0.5, -1e37, 1.0]])
+    cases = {
+        "plain": (torch.randn(4, 3), True),
+        "bound overflows, outputs do not": (big_where_unused, True),
+        "outputs overflow": (torch.tensor([[1e37, 0.0, 0.0]]), False),
+        "a NaN feature": (torch.tensor([[1.0, float("nan"), 0.0]]), False),
+        "an infinite feature": (torch.tensor([[1.0, 0.0, -float("inf")]]), False),
+    }
+    for name, (feats, finite) in cases.items():
+        with torch.no_grad():
+            assert bool(torch.isfinite(head(feats)).all()) == finite, name
+        assert txn.finite(head, feats) == finite, name
+    with torch.no_grad():
+        head.bias.fill_(float("nan"))
+    assert not txn.finite(head, torch.randn(4, 3))
