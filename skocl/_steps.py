@@ -50,7 +50,7 @@ def apply_step(
     A finite gradient can still make a weight non-finite (a learning rate far too
     high): :class:`Transaction` catches that once per call rather than per step.
     """
-    if not all_finite(grads if loss is None else [*grads, loss.detach().reshape(1)]):
+    if not all_finite(grads if loss is None else [*grads, loss.detach()]):
         return False
     # torch's fused CPU Adam reads a gradient as if laid out like its parameter (torch
     # 2.13: a transposed gradient steps wrongly): hand it contiguous ones.
@@ -318,7 +318,7 @@ def train_epoch(
         if penalty is not None:
             grads = penalty(params, grads)
         if apply_step(optimizer, params, grads, loss, fused):
-            total += float(loss.detach()) * n
+            total += loss.item() * n
             weight += n
             taken += 1
         else:
