@@ -89,22 +89,30 @@ class Rows:
         for s in range(0, len(self), step):
             yield self.take(slice(s, s + step))
 
-    def batches(self, batch_size: int, gen: torch.Generator | None) -> Iterator[tuple]:
-        """Mini-batches ``(X, y, w)`` in a random order (when ``gen`` is given), of the
-        sizes :meth:`batch_sizes` gives. The order is drawn now, at the call, so the
-        draws a caller makes next come after it.
+    def batches(
+        self, batch_size: int, gen: torch.Generator | None, replay=None
+    ) -> Iterator[tuple]:
+        """Mini-batches ``(X, y, w, replayed)`` in a random order (when ``gen`` is
+        given), of the sizes :meth:`batch_sizes` gives. The order is drawn now, at the
+        call, then ``replay`` (when given) is called with the mini-batches' sizes and
+        returns the rows ``(X, y)`` that join each; ``replayed`` is a mini-batch's, still
+        to join, or None: none, or joined here already (dense unweighted rows: each
+        mini-batch is its rows followed by its replayed rows).
 
         Dense rows are gathered a block of mini-batches at a time (about
         ``GATHER_ELEMENTS`` values; the mini-batches are views of it): one copy instead
-        of one per step. Sparse rows, and the rows of a CSR matrix densified for a
-        dense network, are gathered a mini-batch at a time."""
+        of one per step, joined in one copy too. Sparse rows, and the rows of a CSR
+        matrix densified for a dense network, are gathered a mini-batch at a time."""
         n = len(self)
-        if n <= batch_size:
-            return iter([(self.take(None), self.y, self.w)])
-        order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
-        return self._batches(order, batch_size)
+        order = None
+        if n > batch_size:
+            order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+        replays = None if replay is None else replay(self.batch_sizes(batch_size))
+        if order is None:
+            return iter([(self.take(None), self.y, self.w, replays and replays[0])])
+        return self._batches(order, batch_size, replays)
 
-    def _batches(self, order: torch.Tensor, batch_size: int) -> Iterator[tuple]:
+    def _batches(self, order: torch.Tensor, batch_size: int, replays) -> Iterator[tuple]:
         on_device = order.to(self.device)
         y = self.y.index_select(0, on_device)
         w = None if self.w is None else self.w.index_select(0, on_device)
@@ -113,15 +121,29 @@ class Rows:
         one_by_one = not isinstance(self.X if self._whole is None else self._whole, torch.Tensor)
         width = max(1, math.prod(self.X.shape[1:]))  # values per row
         per = batch_size * (1 if one_by_one else max(1, GATHER_ELEMENTS // (batch_size * width)))
+        join = (
+            replays is not None and w is None and not one_by_one
+            and all(isinstance(Xm, torch.Tensor) for Xm, _ in replays)
+        )  # fmt: skip
         for start in range(0, len(order), per):
             block = self.take(order[start : start + per])
+            first = start // batch_size  # the block's first mini-batch
             if one_by_one:
-                yield block, y[start : start + per], None if w is None else w[start : start + per]
-                continue
-            for s in range(start, start + len(block), batch_size):
                 yield (
-                    block[s - start : s - start + batch_size], y[s : s + batch_size],
-                    None if w is None else w[s : s + batch_size],
+                    block, y[start : start + per], None if w is None else w[start : start + per],
+                    None if replays is None else replays[first],
+                )  # fmt: skip
+                continue
+            yb = y[start : start + len(block)]
+            if join:
+                last = first + -(-len(block) // batch_size)
+                yield from _joined(block, yb, replays[first:last], batch_size)
+                continue
+            for s in range(0, len(block), batch_size):
+                yield (
+                    block[s : s + batch_size], yb[s : s + batch_size],
+                    None if w is None else w[start + s : start + s + batch_size],
+                    None if replays is None else replays[first + s // batch_size],
                 )  # fmt: skip
 
     def batch_sizes(self, batch_size: int) -> list[int]:
@@ -155,6 +177,35 @@ class Rows:
     def numpy(self) -> np.ndarray | sp.csr_matrix:
         """X as the host array (or CSR matrix) it was made from, without a copy."""
         return self.X if sp.issparse(self.X) else self.X.numpy()
+
+
+def _joined(X: torch.Tensor, y: torch.Tensor, replays: list, size: int) -> Iterator[tuple]:
+    """The mini-batches of a block (``X``, ``y``: consecutive mini-batches of ``size``
+    rows but maybe the last), each followed by its replayed rows ``replays[i]``: the
+    full ones in one copy where their replays have one size."""
+    k = len(replays)
+    full, count = min(len(y) // size, k), len(replays[0][1])
+    if any(len(ym) != count for _, ym in replays[:full]):
+        full = 0  # replays of several sizes: one copy per mini-batch
+    if full:
+        Xm = torch.cat([Xm for Xm, _ in replays[:full]])
+        ym = torch.cat([ym for _, ym in replays[:full]])
+        rows = size * full
+        Xj = torch.cat(
+            [X[:rows].reshape(full, size, *X.shape[1:]), Xm.reshape(full, count, *X.shape[1:])],
+            dim=1,
+        ).reshape(full * (size + count), *X.shape[1:])
+        yj = torch.cat(
+            [y[:rows].reshape(full, size, *y.shape[1:]), ym.reshape(full, count, *y.shape[1:])],
+            dim=1,
+        ).reshape(full * (size + count), *y.shape[1:])
+        step = size + count
+        for i in range(full):
+            yield Xj[i * step : (i + 1) * step], yj[i * step : (i + 1) * step], None, None
+    for i in range(full, k):
+        Xm, ym = replays[i]
+        s = i * size
+        yield torch.cat([X[s : s + size], Xm]), torch.cat([y[s : s + size], ym]), None, None
 
 
 def to_tensor(

@@ -3,6 +3,7 @@ epoch, the head's fine-tune on fixed features, and inference."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -297,13 +298,12 @@ def train_epoch(
     closed = MLPGrads.of(trunk, head, params) if tasks is None else None
     fused = FusedAdam.of(optimizer, params)
     share = 1.0 if memory is None or len(memory) >= len(rows) else len(memory) / len(rows)
-    batches = rows.batches(batch_size, gen)  # the order drawn first, then the replay
-    replays = None
+    replay = None
     if memory is not None and len(memory):
-        replays = iter(memory.replays(rows.batch_sizes(batch_size), gen, share))
-    for Xb, yb, wb in batches:
-        replayed = None if replays is None else next(replays)
-        n = yb.shape[0] if wb is None else float(wb.sum())
+        replay = functools.partial(memory.replays, gen=gen, share=share)
+    sizes = rows.batch_sizes(batch_size)
+    for i, (Xb, yb, wb, replayed) in enumerate(rows.batches(batch_size, gen, replay)):
+        n = sizes[i] if wb is None else float(wb.sum())  # the chunk's rows in it
         if n == 0:
             continue
         if replayed is not None:

@@ -121,13 +121,54 @@ def test_mini_batches_gathered_in_blocks_are_those_of_the_drawn_order(monkeypatc
     assert torch.equal(after, torch.randint(1000, (5,), generator=ref))
     got = list(batches)
     assert [len(b[1]) for b in got] == rows.batch_sizes(16) == [16] * 6 + [11]
-    for i, (Xb, yb, wb) in enumerate(got):
+    for i, (Xb, yb, wb, replayed) in enumerate(got):
         idx = order[16 * i : 16 * (i + 1)]
         assert torch.equal(Xb, torch.from_numpy(X)[idx]) and Xb.is_contiguous()
         assert torch.equal(yb, torch.from_numpy(y.astype(np.int64))[idx])
-        assert (wb is None) == (not weighted)
+        assert (wb is None) == (not weighted) and replayed is None
         if weighted:
             assert torch.equal(wb, rows.w[idx])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("uneven", [False, True])
+@pytest.mark.parametrize("per_block", [3, 4])  # the short last mini-batch alone, or not
+def test_replayed_rows_join_each_mini_batch_in_order(monkeypatch, weighted, uneven, per_block):
+    """Each mini-batch comes followed by its replayed rows (joined in the block's copy
+    for unweighted dense rows, else handed over to join), drawn after the order."""
+    from skocl import _rows
+    from skocl._rows import make_rows
+
+    monkeypatch.setattr(_rows, "GATHER_ELEMENTS", per_block * 16 * 5)
+    rng = np.random.RandomState(1)
+    X, y = rng.randn(107, 5).astype(np.float32), rng.randint(3, size=107)
+    rows = make_rows(X, y, rng.rand(107) if weighted else None, torch.float32, torch.device("cpu"))
+    asked = []
+
+    def replay(sizes):
+        asked.append(list(sizes))
+        # 7 rows each (4 for the last), or of several sizes
+        counts = [7 + (i % 2 if uneven else 0) for i in range(len(sizes) - 1)] + [4]
+        return [
+            (torch.full((c, 5), float(100 + i)), torch.full((c,), 9, dtype=torch.long))
+            for i, c in enumerate(counts)
+        ]
+
+    gen = torch.Generator().manual_seed(4)
+    got = list(rows.batches(16, gen, replay))
+    order = torch.randperm(107, generator=torch.Generator().manual_seed(4))
+    assert asked == [rows.batch_sizes(16)]
+    expected = replay(rows.batch_sizes(16))
+    for i, (Xb, yb, wb, replayed) in enumerate(got):
+        idx = order[16 * i : 16 * (i + 1)]
+        Xm, ym = expected[i]
+        if weighted:  # handed over, to be joined with the weights
+            assert torch.equal(replayed[0], Xm) and torch.equal(replayed[1], ym)
+            assert torch.equal(Xb, torch.from_numpy(X)[idx])
+            continue
+        assert replayed is None and wb is None
+        assert torch.equal(Xb, torch.cat([torch.from_numpy(X)[idx], Xm]))
+        assert torch.equal(yb, torch.cat([torch.from_numpy(y.astype(np.int64))[idx], ym]))
 
 
 def test_replays_drawn_at_once_are_the_rows_of_a_draw_per_mini_batch():
