@@ -25,6 +25,12 @@ CHECK_ROWS = 512
 CONTRADICT_MARGIN = 0.2
 
 
+def replay_counts(sizes: list[int], held: int, share: float) -> list[int]:
+    """Replayed rows per trunk mini-batch of ``sizes`` rows: as many as it has times
+    ``share``, rounded up, at most the ``held`` rows of the memory."""
+    return [min(held, math.ceil(n * share)) for n in sizes]
+
+
 class ReplayMemory:
     """A bounded memory of past rows, replayed alongside new data (rehearsal).
 
@@ -45,6 +51,9 @@ class ReplayMemory:
 
     # Inner objects whose attributes a checkpoint keeps too (none here).
     parts: tuple = ()
+    # Whether all mini-batches' replayed rows can come from one draw (a subclass whose
+    # draw depends on its size draws a mini-batch at a time).
+    one_draw = True
 
     def __init__(self, capacity: int, strategy: str, n_features: int, dtype, device) -> None:
         self.capacity, self.strategy = capacity, strategy
@@ -66,7 +75,9 @@ class ReplayMemory:
         drawn now: for each, as many as it has times ``share`` (rounded up; at most the
         memory's size). One uniform draw and one gather serve all (the same rows as a
         draw per mini-batch, for less work)."""
-        counts = [min(len(self), math.ceil(n * share)) for n in sizes]
+        counts = replay_counts(sizes, len(self), share)
+        if not self.one_draw:
+            return [self.sample(c, gen) for c in counts]
         X, y = self.sample(sum(counts), gen)
         if len(counts) == 1:
             return [(X, y)]

@@ -166,8 +166,11 @@ class OnlineLearner:
         watch = watch and self.drift.detector is not None
         rates = self._several_rates(s)
         fresh = self.fresh is not None and self.fresh.allowed(self, s, watch)
+        # The trunk's forward for features, built once for the whole update (its
+        # weights are views, so they follow the trunk's steps).
+        forward = trunk_forward(self.trunk)
         if watch or rates:
-            if self._look(rows, s, seen, watch, rates, fresh):
+            if self._look(rows, s, seen, watch, rates, fresh, forward):
                 saved = None  # the head changed since the checkpoint's copies
         self.see(rows.labels)
         self._set_rates(s)
@@ -181,7 +184,9 @@ class OnlineLearner:
             saved,
         )
         with self.rng.scope(self.device, self.stochastic) as gen:
-            loss, skipped, undone = self._trunk_then_head(rows, s, memory, gen, txn, rates)
+            loss, skipped, undone = self._trunk_then_head(
+                rows, s, memory, gen, txn, rates, forward
+            )
             if memory is not None and not undone:  # rows that broke the update stay out
                 memory.offer(rows, s.batch(len(rows)), gen)
         if self.anchor is None:
@@ -197,17 +202,18 @@ class OnlineLearner:
         rates.start(self.head, s.optimizer, self.anchor is not None or self.user_module)
         return not rates.off
 
-    def _look(self, rows, s: Settings, seen: int, watch: bool, rates: bool, fresh: bool) -> bool:
+    def _look(self, rows, s: Settings, seen: int, watch, rates, fresh, forward) -> bool:
         """Predict the chunk before learning it: each of the head's rates is scored on
         it (``rates``), and a fresh head against the head (``fresh``), which it
         replaces when it leads; the errors of the served weights feed the drift monitor
         (``watch``), which may start a fresh head. One pass of the trunk serves all
-        when the live weights are served. Returns whether a fresh head took over."""
+        when the live weights are served (``forward``: the trunk's, for features).
+        Returns whether a fresh head took over."""
         pred, took_over = None, False
         learning = fresh and self.fresh.active
         rows, positions = watched(rows, self.rng)
         if rates or learning:
-            feats = features(self.trunk, rows, s.batch(len(rows)))
+            feats = features(forward, rows, s.batch(len(rows)))
             if rates:
                 pred = self.rates.score(feats, rows.y, rows.w, self.mask)
             else:
@@ -254,7 +260,7 @@ class OnlineLearner:
         if reacted:
             self.fusion.restart()
 
-    def _trunk_then_head(self, rows, s, memory, gen, txn, rates) -> tuple[float, int]:
+    def _trunk_then_head(self, rows, s, memory, gen, txn, rates, forward) -> tuple[float, int]:
         loss, taken, skipped = float("nan"), 0, 0
         backup = fresh = None
         batch = s.batch(len(rows))
@@ -276,9 +282,9 @@ class OnlineLearner:
             # The head learns from at most HEAD_ROWS rows of a chunk: a linear head's
             # full-batch gradient on that many is close to the chunk's, for less work.
             head_rows = rows.sample(HEAD_ROWS, gen)
-            feats, y, w = features(self.trunk, head_rows, batch), head_rows.y, head_rows.w
+            feats, y, w = features(forward, head_rows, batch), head_rows.y, head_rows.w
             if memory is not None and len(memory):
-                feats, y, w = memory.join_features(feats, y, w, trunk_forward(self.trunk), gen)
+                feats, y, w = memory.join_features(feats, y, w, forward, gen)
             self._mode(True, self.head)
             if rates:
                 backup = copy.copy(self.rates)  # put back if the update is undone
@@ -309,7 +315,7 @@ class OnlineLearner:
         undone = False
         if taken or skipped:
             if feats is None:
-                feats = features(self.trunk, rows, batch)
+                feats = features(forward, rows, batch)
             # Finite weights can still give non-finite outputs (a huge step, a huge
             # pull, an input far out of range): such an update is undone too, checked
             # on the rows it learned from.

@@ -61,10 +61,7 @@ class MLPGrads:
     """
 
     def __init__(self, steps: list, wanted: list[tuple[int, int]]) -> None:
-        # Each layer as (weight, bias, activation type or None), input to output: the
-        # tensors themselves, read once here rather than through nn.Module at each step.
-        # Detached: no graph is recorded, without a no_grad() context per step.
-        self.layers = [(lin.weight.detach(), lin.bias.detach(), act) for lin, act in steps]
+        self.layers = _detached(steps)
         self.wanted = wanted  # for each parameter asked for: (layer, 0 weight / 1 bias)
         self.first = min(i for i, _ in wanted)  # the lowest layer with a gradient asked
         self.need = {i for i, _ in wanted}
@@ -96,8 +93,7 @@ class MLPGrads:
         layers = self.layers
         acts = [X]
         for W, b, act in layers[:-1]:
-            z = torch.addmm(b, acts[-1], W.t())
-            acts.append(z if act is None or act is nn.Identity else _forward_(act, z))
+            acts.append(_layer(acts[-1], W, b, act))
         W, b, _ = layers[-1]
         # Logits as classes by rows: softmax over a short first axis vectorises over the
         # rows, which torch's CPU softmax over a short last axis does not.
@@ -161,7 +157,7 @@ class PlainForward:
     :meth:`of`, None for any other trunk."""
 
     def __init__(self, steps: list) -> None:
-        self.layers = [(lin.weight.detach(), lin.bias.detach(), act) for lin, act in steps]
+        self.layers = _detached(steps)
 
     @classmethod
     def of(cls, trunk: nn.Module) -> PlainForward | None:
@@ -172,9 +168,7 @@ class PlainForward:
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
         for W, b, act in self.layers:
-            X = torch.addmm(b, X, W.t())
-            if act is not None and act is not nn.Identity:
-                X = _forward_(act, X)
+            X = _layer(X, W, b, act)
         return X
 
 
@@ -189,6 +183,20 @@ def _layers(m: nn.Module):
         return
     for child in m:
         yield from _layers(child)
+
+
+def _detached(steps: list) -> list:
+    """Each layer of ``steps`` as (weight, bias, activation type or None): the tensors
+    themselves, read once rather than through ``nn.Module`` at each use, and detached,
+    so that no graph is recorded without a ``no_grad`` context per step (the optimizer
+    updates them in place, which the views see)."""
+    return [(lin.weight.detach(), lin.bias.detach(), act) for lin, act in steps]
+
+
+def _layer(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor, act) -> torch.Tensor:
+    """One layer's output: ``X W^T + b``, then the activation in place on it."""
+    z = torch.addmm(b, X, W.t())
+    return z if act is None or act is nn.Identity else _forward_(act, z)
 
 
 def _forward_(act, z: torch.Tensor) -> torch.Tensor:

@@ -181,31 +181,29 @@ class Rows:
 
 def _joined(X: torch.Tensor, y: torch.Tensor, replays: list, size: int) -> Iterator[tuple]:
     """The mini-batches of a block (``X``, ``y``: consecutive mini-batches of ``size``
-    rows but maybe the last), each followed by its replayed rows ``replays[i]``: the
-    full ones in one copy where their replays have one size."""
+    rows but maybe the last) with their replayed rows ``replays[i]``: the full ones
+    joined in one copy where their replays have one size (each mini-batch's rows, then
+    its replayed rows), the others handed over to be joined."""
     k = len(replays)
     full, count = min(len(y) // size, k), len(replays[0][1])
     if any(len(ym) != count for _, ym in replays[:full]):
-        full = 0  # replays of several sizes: one copy per mini-batch
+        full = 0  # replays of several sizes: joined one mini-batch at a time
     if full:
-        Xm = torch.cat([Xm for Xm, _ in replays[:full]])
-        ym = torch.cat([ym for _, ym in replays[:full]])
-        rows = size * full
-        Xj = torch.cat(
-            [X[:rows].reshape(full, size, *X.shape[1:]), Xm.reshape(full, count, *X.shape[1:])],
-            dim=1,
-        ).reshape(full * (size + count), *X.shape[1:])
-        yj = torch.cat(
-            [y[:rows].reshape(full, size, *y.shape[1:]), ym.reshape(full, count, *y.shape[1:])],
-            dim=1,
-        ).reshape(full * (size + count), *y.shape[1:])
+        Xj = _interleaved(X[: size * full], torch.cat([Xm for Xm, _ in replays[:full]]), full)
+        yj = _interleaved(y[: size * full], torch.cat([ym for _, ym in replays[:full]]), full)
         step = size + count
         for i in range(full):
             yield Xj[i * step : (i + 1) * step], yj[i * step : (i + 1) * step], None, None
     for i in range(full, k):
-        Xm, ym = replays[i]
-        s = i * size
-        yield torch.cat([X[s : s + size], Xm]), torch.cat([y[s : s + size], ym]), None, None
+        yield X[i * size : (i + 1) * size], y[i * size : (i + 1) * size], None, replays[i]
+
+
+def _interleaved(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    """``k`` equal parts of ``a`` and of ``b`` in turn: a's first, b's first, a's
+    second..., in one copy."""
+    tail = a.shape[1:]
+    parts = [a.reshape(k, -1, *tail), b.reshape(k, -1, *tail)]
+    return torch.cat(parts, dim=1).reshape(-1, *tail)
 
 
 def to_tensor(

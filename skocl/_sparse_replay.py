@@ -8,13 +8,11 @@ the selection holds.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._continual import SAME_INPUTS_Z, ReplayMemory
+from ._continual import SAME_INPUTS_Z, ReplayMemory, replay_counts
 from ._rows import FORWARD_ROWS
 from ._sparse import SparseRows, csr_rows
 
@@ -167,7 +165,7 @@ class SparseReplayMemory:
         """The replayed rows ``(X, y)`` that join trunk mini-batches of ``sizes`` rows,
         drawn now, a draw per mini-batch: as many as it has times ``share`` (rounded up;
         at most the memory's size)."""
-        return [self.sample(min(len(self), math.ceil(n * share)), gen) for n in sizes]
+        return [self.sample(c, gen) for c in replay_counts(sizes, len(self), share)]
 
     def join_batch(self, X: SparseRows, y: torch.Tensor, w: torch.Tensor | None, replayed):
         """A trunk mini-batch ``(X, y, w)`` joined by its ``replayed`` rows (one of

@@ -410,16 +410,19 @@ def argmax_rows(z: torch.Tensor) -> torch.Tensor:
     return z.argmax(1)
 
 
-def trunk_forward(trunk: nn.Module):
+def trunk_forward(trunk):
     """The trunk's forward for inference: :class:`~skocl._mlp_grads.PlainForward` where
-    it covers the trunk, else the module."""
+    it covers the trunk, else the module (one built already is returned as it is)."""
+    if isinstance(trunk, PlainForward):
+        return trunk
     return PlainForward.of(trunk) or trunk
 
 
 @torch.no_grad()
-def features(trunk: nn.Module, rows: Rows, batch_size: int) -> torch.Tensor:
+def features(trunk, rows: Rows, batch_size: int) -> torch.Tensor:
     """Trunk features of every row of ``rows``, without a graph (callers set eval
-    mode), computed :meth:`Rows.slices` at a time."""
+    mode), computed :meth:`Rows.slices` at a time (``trunk``: the module or its
+    :func:`trunk_forward`)."""
     forward = trunk_forward(trunk)
     return _joined([forward(x) for x in rows.slices(batch_size)])
 

@@ -12,7 +12,6 @@ set (a map of old to new global indices) and the replay memory's labels.
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import torch
@@ -160,6 +159,10 @@ class TaskReplayMemory(ReplayMemory):
     carries several. ``seen`` counts rows.
     """
 
+    # Task-balanced draws depend on their size: a draw per mini-batch, so that each
+    # replays every labelled task.
+    one_draw = False
+
     def __init__(self, capacity, strategy, n_features, dtype, device, n_tasks) -> None:
         super().__init__(capacity, "reservoir", n_features, dtype, device)
         self.y = torch.full((0, n_tasks), MISSING, dtype=torch.long, device=device)
@@ -172,11 +175,6 @@ class TaskReplayMemory(ReplayMemory):
     @strategy.setter
     def strategy(self, value: str) -> None:
         """Rows of several tasks are always kept by reservoir sampling."""
-
-    def replays(self, sizes: list[int], gen: torch.Generator, share: float = 1.0) -> list:
-        """As :meth:`ReplayMemory.replays`, a task-balanced draw per mini-batch (each
-        mini-batch replays every labelled task)."""
-        return [self.sample(min(len(self), math.ceil(n * share)), gen) for n in sizes]
 
     def sample(self, k: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``k`` rows drawn with replacement, task-balanced: each task draws an equal
