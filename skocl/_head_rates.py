@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._steps import all_finite
+from ._steps import adam_kernel, all_finite
 
 # Multiples of ``head_lr`` at which copies of the head are fine-tuned side by side.
 # Chosen by benchmarks/bench_defaults.py and bench_head_rates.py (issue 10;
@@ -173,7 +173,6 @@ class HeadRates:
                 counts.unbind(0), self.rates,
             )
         ]  # fmt: skip
-        kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
         self.steps = self.steps + steps  # replaced, not changed: a checkpoint keeps the old
         for _ in range(steps):
             z_t = torch.addmm(bias.reshape(-1, 1), weight.reshape(k * c, h), feats.t())
@@ -185,10 +184,9 @@ class HeadRates:
             )  # fmt: skip
             counts.add_(1)
             for (params, exp_avgs, exp_avg_sqs, steps_j, lr_j), grad in zip(copies, grads):
-                kernel(
-                    params, list(grad), exp_avgs, exp_avg_sqs, [], steps_j, amsgrad=False,
-                    lr=lr_j, beta1=BETAS[0], beta2=BETAS[1], weight_decay=weight_decay,
-                    eps=EPS, maximize=False, grad_scale=None, found_inf=None,
+                adam_kernel(
+                    params, list(grad), exp_avgs, exp_avg_sqs, steps_j, lr_j, BETAS,
+                    weight_decay, EPS, decoupled,
                 )  # fmt: skip
         if all_finite([weight, bias]):
             self.weight, self.bias, self.moments = weight, bias, moments

@@ -138,15 +138,24 @@ class FusedAdam:
             return False
         torch._foreach_add_(self.steps, 1)
         group = self.group
-        kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
-        beta1, beta2 = group["betas"]
-        kernel(
-            list(self.params), list(grads), self.exp_avgs, self.exp_avg_sqs, [],
-            self.steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
-            weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-            grad_scale=None, found_inf=None,
+        adam_kernel(
+            list(self.params), list(grads), self.exp_avgs, self.exp_avg_sqs, self.steps,
+            group["lr"], group["betas"], group["weight_decay"], group["eps"], self.decoupled,
         )  # fmt: skip
         return True
+
+
+def adam_kernel(params, grads, exp_avgs, exp_avg_sqs, steps, lr, betas, weight_decay, eps,
+                decoupled: bool) -> None:  # fmt: skip
+    """One Adam (``decoupled``: AdamW) step through torch's fused kernel, the one
+    ``optimizer.step()`` of a fused Adam ends in, with step counts ``steps`` already
+    advanced (no AMSGrad, no grad scaling)."""
+    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+    kernel(
+        params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr,
+        beta1=betas[0], beta2=betas[1], weight_decay=weight_decay, eps=eps, maximize=False,
+        grad_scale=None, found_inf=None,
+    )  # fmt: skip
 
 
 def _has_step_hooks(optimizer) -> bool:
