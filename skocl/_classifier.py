@@ -143,11 +143,13 @@ class OnlineFineTuneClassifier(
         Full-batch gradient steps of the head fine-tune, on the chunk (a uniform sample
         of 4,096 of its rows when it has more) and as many replayed rows. ``0`` skips
         it.
-    head_rates : tuple of float, default=(1.0, 0.1, 0.01)
+    head_rates : tuple of float and "lda", default=(1.0, 0.1, 0.01, "lda")
         Multiples of ``head_lr`` at which copies of the head are fine-tuned side by
-        side; the one with the lowest recent prequential error predicts (``head_lr_``).
-        ``(1.0,)`` fine-tunes the head at ``head_lr`` alone. See the user guide's
-        "Choosing the head's rate".
+        side, and ``"lda"``: a head in closed form beside them, streaming linear
+        discriminant analysis of the trunk's features (Deep SLDA) over every row seen
+        since ``fit``; the candidate with the lowest recent prequential error predicts
+        (``head_lr_``). ``(1.0,)`` fine-tunes the head at ``head_lr`` alone. Only a
+        trained head has candidates. See the user guide's "Choosing the head's rate".
     memory_size : int, default=2000
         Rows kept in the replay memory, replayed in every ``partial_fit`` against
         forgetting; ``fit`` fills it with a sample of its training rows. ``0`` turns
@@ -222,8 +224,9 @@ class OnlineFineTuneClassifier(
         Gradient steps skipped because their loss or gradients were not finite.
     head_lr_ : float
         The rate of the head copy that predicts: ``head_lr`` times the entry of
-        ``head_rates`` with the lowest recent prequential error; ``head_lr`` while the
-        head is fine-tuned at one rate (a head still learning, or several tasks).
+        ``head_rates`` with the lowest recent prequential error; ``nan`` while the
+        closed-form head (``"lda"``) predicts; ``head_lr`` while the head is fine-tuned
+        at one rate (a head still learning, or several tasks).
     fresh_heads_ : int
         Times a fresh head replaced the head after a drift (``fresh_head``).
     drift_detector_ : object or None
@@ -270,8 +273,10 @@ class OnlineFineTuneClassifier(
        at most 4,096 rows of :math:`C`, a uniform sample of a larger chunk), then
        ``head_steps`` full-batch steps :math:`\phi \leftarrow \mathrm{opt}_\phi(\phi,
        \nabla_\phi L)` on the :math:`z_i` at rate ``head_lr``; a trained head takes
-       them at each rate of ``head_rates`` side by side, and the copy with the lowest
-       error on the chunks since predicts (``head_lr_``);
+       them at each rate of ``head_rates`` side by side, a closed-form head
+       (``"lda"``, linear discriminant analysis of every :math:`z_i` of the chunks
+       since ``fit`` and of the replay memory at the start) is updated beside them, and
+       the candidate with the lowest error on the chunks since predicts (``head_lr_``);
     3. the chunk is offered to the replay memory :math:`M`, whose rows join both steps:
        :math:`\min(|B|, |M|)` replayed rows per mini-batch, :math:`\min(|C|, |M|)` in the
        head fine-tune, together weighing as much as the chunk;
@@ -381,7 +386,7 @@ class OnlineFineTuneClassifier(
         trunk_epochs=1,
         head_lr=1e-2,
         head_steps=3,
-        head_rates=(1.0, 0.1, 0.01),
+        head_rates=(1.0, 0.1, 0.01, "lda"),
         memory_size=2000,
         memory_strategy="class_balanced",
         regularization=None,

@@ -197,10 +197,25 @@ class OnlineLearner:
     def _several_rates(self, s: Settings) -> bool:
         """Whether this update fine-tunes the head at several rates (:class:`HeadRates`)."""
         rates = self.rates
-        if rates is None or len(rates.rates) < 2 or not (s.head_steps and s.head_lr > 0):
+        if rates is None or len(rates.spec) < 2 or not (s.head_steps and s.head_lr > 0):
             return False
-        rates.start(self.head, s.optimizer, self.anchor is not None or self.user_module)
+        if rates.weight is None and not rates.off:
+            with self.rng.generator() as gen:
+                rates.start(
+                    self.head, s.optimizer, self.anchor is not None or self.user_module,
+                    self._memory_features(gen) if rates.wants_lda else None,
+                )  # fmt: skip
         return not rates.off
+
+    def _memory_features(self, gen):
+        """``(feats, y, gen)``: the trunk's features of the replay memory's rows and
+        their class indices, for the head's closed-form candidate to start from; None
+        for an empty or sparse memory."""
+        memory = self.memory
+        if not len(memory) or self.sparse or self.settings.memory_size == 0:
+            return None
+        with torch.no_grad():
+            return trunk_forward(self.trunk)(memory.X), memory.y, gen
 
     def _look(self, rows, s: Settings, seen: int, watch, rates, fresh, forward) -> bool:
         """Predict the chunk before learning it: each of the head's rates is scored on
@@ -246,6 +261,8 @@ class OnlineLearner:
                 if len(self.memory) and self.memory.forget_contradicted(rows.numpy(), rows.labels):
                     if fresh:
                         self.fresh.begin(self.head, rows.labels, held)
+                    if self.rates is not None:
+                        self.rates.forget(np.unique(rows.labels))
                 self.fusion.restart()
             return
         labels = rows.labels
@@ -269,6 +286,8 @@ class OnlineLearner:
             penalty = None if self.anchor is None else self.anchor.penalty(
                 s.regularization, s.reg_strength
             )  # fmt: skip
+            if rates:
+                self.rates.train_through(self.head)
             self._mode(True, self.trunk, self.head)
             for _ in range(s.trunk_epochs):
                 loss, t, k = train_epoch(
@@ -290,7 +309,7 @@ class OnlineLearner:
                 backup = copy.copy(self.rates)  # put back if the update is undone
                 self.rates.fine_tune(
                     self.head, feats, y, w, s.head_steps, mask, s.head_lr, s.weight_decay,
-                    s.optimizer == "adamw",
+                    s.optimizer == "adamw", new=len(head_rows), gen=gen,
                 )  # fmt: skip
                 k = 0
             elif self.tasks is None:
@@ -340,7 +359,7 @@ class OnlineLearner:
         self.settings = settings
         self.memory.capacity = settings.memory_size
         self.memory.strategy = settings.memory_strategy
-        if self.rates is not None and self.rates.rates != settings.head_rates:
+        if self.rates is not None and self.rates.spec != settings.head_rates:
             self.rates = HeadRates(settings.head_rates)
         self.fusion = make_fusion(
             settings.fusion, settings.ema_decay, settings.wise_alpha, self.fusion

@@ -1,0 +1,163 @@
+"""The head's closed-form candidate (``"lda"`` in ``head_rates``): streaming linear
+discriminant analysis of the trunk's features, equal to the batch closed form, served
+only while it predicts better, and part of the model's state."""
+
+import numpy as np
+import pytest
+import torch
+from _util import assert_same_tree
+from sklearn.datasets import load_digits
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+from skocl import OnlineFineTuneClassifier
+from skocl._lda_head import SHRINKAGE, StreamingLDA
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def test_chunk_by_chunk_it_is_the_batch_closed_form():
+    """Balanced classes, every row in the covariance: the weights are sklearn's shrunk
+    LDA's with equal priors, up to the scale of the covariance's denominator."""
+    rng = np.random.RandomState(0)
+    n_per, width, n_classes = 60, 8, 3
+    means = rng.normal(scale=2.0, size=(n_classes, width))
+    y = np.repeat(np.arange(n_classes), n_per)
+    X = means[y] + rng.normal(size=(len(y), width)) @ rng.normal(size=(width, width))
+    order = rng.permutation(len(y))
+    X, y = X[order].astype(np.float32), y[order]
+    lda = StreamingLDA.empty(n_classes, width, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    for part in np.array_split(np.arange(len(y)), 4):
+        lda = lda.added(torch.from_numpy(X[part]), torch.from_numpy(y[part]), None, gen, None)
+    lda = lda._solved(torch.float32)  # the last rows may not have called for a solve
+    ref = LinearDiscriminantAnalysis(
+        solver="lsqr", shrinkage=SHRINKAGE, priors=np.full(n_classes, 1 / n_classes)
+    ).fit(X.astype(np.float64), y)
+    scale = len(y) / (len(y) - n_classes)  # within-class scatter / (n - classes), not / n
+    np.testing.assert_allclose(lda.weight.numpy() * scale, ref.coef_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        lda.bias.numpy() * scale, ref.intercept_ - np.log(1 / n_classes), rtol=1e-4, atol=1e-4
+    )
+    pred = lda.predict(torch.from_numpy(X), None).numpy()
+    np.testing.assert_array_equal(pred, ref.predict(X))
+
+
+def test_a_class_without_rows_is_never_predicted_nor_served():
+    lda = StreamingLDA.empty(3, 2, torch.device("cpu"))
+    X = torch.tensor([[0.0, 0.0], [0.1, 0.2], [3.0, 3.0], [3.1, 2.9]])
+    lda = lda.added(X, torch.tensor([0, 0, 2, 2]), None, torch.Generator(), None)
+    assert lda.predict(torch.tensor([[1.5, 1.5], [3.0, 3.0]]), None).tolist()[1] == 2
+    assert set(lda.predict(torch.randn(50, 2) * 3, None).tolist()) <= {0, 2}
+    assert not lda.covers(None)  # class 1 has no rows
+    assert lda.covers(torch.tensor([0.0, -float("inf"), 0.0]))  # unless it is masked
+    dropped = lda.dropped([2])
+    assert set(dropped.predict(torch.randn(20, 2), None).tolist()) == {0}
+
+
+def test_after_fit_it_serves_and_the_stream_learns_like_fit_on_every_row(digits):
+    """The README quickstart: with it, the 1,000 streamed rows bring the accuracy to
+    that of fit on all 1,500; the copies alone stay below."""
+    X, y = digits
+    ends = {}
+    for rates in [(1.0, 0.1, 0.01, "lda"), (1.0, 0.1, 0.01)]:
+        clf = OnlineFineTuneClassifier(random_state=0, head_rates=rates).fit(X[:500], y[:500])
+        for s in range(500, 1500, 100):
+            clf.partial_fit(X[s : s + 100], y[s : s + 100])
+        ends[rates] = clf.score(X[1500:], y[1500:])
+        if "lda" not in rates:
+            assert clf.learner_.rates.lda is None
+    batch = OnlineFineTuneClassifier(random_state=0).fit(X[:1500], y[:1500])
+    assert ends[(1.0, 0.1, 0.01, "lda")] >= batch.score(X[1500:], y[1500:]) - 0.01
+    assert ends[(1.0, 0.1, 0.01, "lda")] > ends[(1.0, 0.1, 0.01)] + 0.01  # 0.923 / 0.899
+
+
+def test_the_served_head_is_the_closed_form_and_the_trunk_learns_through_a_copy(digits):
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    rates = clf.learner_.rates
+    for s in range(500, 1000, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    assert rates is clf.learner_.rates and rates.current == len(rates.rates)
+    lda = rates.lda
+    assert torch.equal(clf.module_.head.weight.detach(), lda.weight)
+    assert torch.equal(clf.module_.head.bias.detach(), lda.bias)
+    # It counts the 500 rows of fit (the replay memory's) and every streamed row once.
+    assert float(lda.counts.sum()) == 1000.0
+    np.testing.assert_array_equal(lda.counts.numpy(), np.bincount(y[:1000], minlength=10))
+
+
+def test_a_concept_change_drops_its_means_and_a_copy_serves(digits):
+    X, y = digits
+    flipped = (y + 1) % 10
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    for s in range(500, 1000, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    for s in range(1000, 1500, 100):
+        clf.partial_fit(X[s : s + 100], flipped[s : s + 100])
+    assert clf.drifts_  # the switch was detected
+    assert clf.score(X[1500:], flipped[1500:]) > 0.7
+
+
+def test_saved_and_loaded_it_resumes_exactly(digits, tmp_path):
+    import skocl
+
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    for s in range(500, 800, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    again = skocl.load(skocl.save(clf, tmp_path / "model.skocl"))
+    assert_same_tree(clf.learner_.rates.lda.state_dict(), again.learner_.rates.lda.state_dict())
+    for s in range(800, 1100, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+        again.partial_fit(X[s : s + 100], y[s : s + 100])
+    np.testing.assert_array_equal(clf.predict_proba(X[1500:]), again.predict_proba(X[1500:]))
+
+
+def test_a_call_failing_after_it_learned_leaves_it_as_it_was(digits, monkeypatch):
+    from skocl._continual import ReplayMemory
+
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    clf.partial_fit(X[500:600], y[500:600])
+    before = clf.learner_.rates.state_dict()
+    head = [p.detach().clone() for p in clf.module_.head.parameters()]
+
+    def broken(*args, **kwargs):  # after the head's fine-tune, the candidate updated
+        raise RuntimeError("offer failed")
+
+    monkeypatch.setattr(ReplayMemory, "offer", broken)
+    with pytest.raises(RuntimeError, match="offer failed"):
+        clf.partial_fit(X[600:700], y[600:700])
+    assert_same_tree(before, clf.learner_.rates.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(head, clf.module_.head.parameters()))
+
+
+def test_it_grows_with_the_label_set_and_serves_once_it_has_every_class(digits):
+    X, y = digits
+    old = y < 5
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[old][:400], y[old][:400])
+    clf.partial_fit(X[old][400:500], y[old][400:500])
+    lda = clf.learner_.rates.lda
+    assert lda.counts.shape == (5,)
+    clf.partial_fit(X[:100], y[:100])  # brings classes 5-9
+    lda = clf.learner_.rates.lda
+    assert lda.counts.shape == (10,) and lda.sums.shape == (10, clf.module_.head.in_features)
+    np.testing.assert_array_equal(lda.counts.numpy()[5:], np.bincount(y[:100], minlength=10)[5:])
+    for s in range(100, 1000, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    assert clf.score(X[1500:], y[1500:]) > 0.85
+
+
+@pytest.mark.parametrize(
+    "rates, match",
+    [(("lda",), "at least one multiple"), ((1.0, "lda", "lda"), r"head_rates\[2\]"),
+     ("lda", "instance of 'tuple'")],
+)  # fmt: skip
+def test_bad_entries_are_an_error_naming_them(digits, rates, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        OnlineFineTuneClassifier(head_rates=rates).fit(X[:100], y[:100])
