@@ -1,5 +1,7 @@
-"""What ``head_rates`` buys and costs after a ``fit`` (issue 10): the default copies
-``(1.0, 0.1, 0.01)`` against ``head_lr`` alone (``head_rates=(1.0,)``).
+"""What ``head_rates`` buys and costs after a ``fit`` (issue 10): the default candidates
+``(1.0, 0.1, 0.01, "lda")`` against the copies alone (``(1.0, 0.1, 0.01)``) and
+``head_lr`` alone (``head_rates=(1.0,)``); an entry ``lda`` on the command line is the
+closed-form candidate.
 
 1. Quickstart: digits, ``fit`` on 500 rows then 10 ``partial_fit`` of 100 rows;
    accuracy on the last 297 rows after ``fit`` and after each call, and the largest
@@ -21,10 +23,11 @@
 One torch thread (``torch.set_num_threads(1)``). Run::
 
     python benchmarks/bench_head_rates.py [--seeds 5] [--rounds 7] [--river-seeds 3]
-        [--rates 1,0.1,0.01 1] [--decay 0.5] [--switch-z 1] [--no-cost]
+        [--rates 1,0.1,0.01,lda 1,0.1,0.01 1] [--decay 0.5] [--switch-z 1] [--no-cost]
 
 ``--decay`` and ``--switch-z`` set the rule's constants (``skocl._head_rates.DECAY``
-and ``SWITCH_Z``) for the run: how they were chosen.
+and ``SWITCH_Z``) for the run, ``--shrinkage`` the closed-form candidate's
+(``skocl._lda_head.SHRINKAGE``): how they were chosen.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
-from skocl import OnlineFineTuneClassifier, _head_rates
+from skocl import OnlineFineTuneClassifier, _head_rates, _lda_head
 from skocl.datasets import make_drift_stream
 
 
@@ -49,10 +52,9 @@ def settings(specs) -> dict:
     """``["1,0.1,0.01", "1"]`` -> the settings' names and ``head_rates``."""
     out = {}
     for spec in specs:
-        rates = tuple(float(r) for r in spec.split(","))
-        out[
-            f"head_rates=({', '.join(f'{r:g}' for r in rates)}{',' if len(rates) == 1 else ''})"
-        ] = rates
+        rates = tuple(r if r == "lda" else float(r) for r in spec.split(","))
+        names = [repr(r) if isinstance(r, str) else f"{r:g}" for r in rates]
+        out[f"head_rates=({', '.join(names)}{',' if len(rates) == 1 else ''})"] = rates
     return out
 
 
@@ -135,12 +137,15 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--river-seeds", type=int, default=3)
     parser.add_argument(
-        "--rates", nargs="+", default=["1,0.1,0.01", "1"],
+        "--rates", nargs="+", default=["1,0.1,0.01,lda", "1,0.1,0.01", "1"],
         help="settings of head_rates to compare, e.g. 1,0.1,0.01 1 (the first two are timed)",
     )  # fmt: skip
     parser.add_argument("--no-cost", action="store_true", help="skip the timing")
     parser.add_argument("--decay", type=float, help="skocl._head_rates.DECAY for this run")
     parser.add_argument("--switch-z", type=float, help="skocl._head_rates.SWITCH_Z")
+    parser.add_argument(
+        "--shrinkage", type=float, help="skocl._lda_head.SHRINKAGE for this run"
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
@@ -150,7 +155,10 @@ def main(argv=None) -> None:
         _head_rates.DECAY = args.decay
     if args.switch_z is not None:
         _head_rates.SWITCH_Z = args.switch_z
+    if args.shrinkage is not None:
+        _lda_head.SHRINKAGE = args.shrinkage
     print(f"DECAY = {_head_rates.DECAY}, SWITCH_Z = {_head_rates.SWITCH_Z}")
+    print(f"SHRINKAGE = {_lda_head.SHRINKAGE}")
     print(f"torch threads: 1; seeds 0-{args.seeds - 1}\n")
     print("| setting | after fit | after 1st call | end | largest drop | switch: 3 / 10 chunks |")
     print("|---|---:|---:|---:|---:|---:|")

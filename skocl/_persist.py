@@ -50,7 +50,8 @@ FORMAT = "skocl-model"
 #    written as version 4. A file of version 2 to 4 keeps ``head_lr`` alone. Also
 #    (unreleased, so the same version) the learner's ``fresh`` head, learning after a
 #    drift, and a step count per copy; a version 5 file without them has no fresh head
-#    learning and one count shared by the copies.
+#    learning and one count shared by the copies. Also the copies' closed-form
+#    candidate (``lda``); a version 5 file without it starts it empty.
 FORMAT_VERSION = 5
 READS_FORMATS = (2, 3, 4, 5)
 
