@@ -149,7 +149,8 @@ class OnlineFineTuneClassifier(
         discriminant analysis of the trunk's features (Deep SLDA) over every row seen
         since ``fit``; the candidate with the lowest recent prequential error predicts
         (``head_lr_``). ``(1.0,)`` fine-tunes the head at ``head_lr`` alone. Only a
-        trained head has candidates. See the user guide's "Choosing the head's rate".
+        trained head has candidates, and with ``fusion`` the closed-form one does not
+        serve. See the user guide's "Choosing the head's rate".
     memory_size : int, default=2000
         Rows kept in the replay memory, replayed in every ``partial_fit`` against
         forgetting; ``fit`` fills it with a sample of its training rows. ``0`` turns

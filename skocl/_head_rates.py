@@ -148,10 +148,14 @@ class HeadRates:
         Returns the served copy's predictions (-1 where its logits are not finite)."""
         z = _logits(self.weight, self.bias, feats)
         pred = (z if mask is None else z + mask).argmax(2)
-        if not math.isfinite(z.sum().item()):  # no prediction is a wrong one
+        finite = math.isfinite(z.sum().item())
+        if not finite:  # no prediction is a wrong one
             pred = pred.masked_fill(~torch.isfinite(z).all(2), -1)
         if self.lda is not None:
-            pred = torch.cat([pred, self.lda.predict(feats, mask)[:, None]], 1)
+            closed = self.lda.predict(feats, mask)
+            if not finite:  # of rows whose features are not finite
+                closed = closed.masked_fill(~torch.isfinite(feats).all(1), -1)
+            pred = torch.cat([pred, closed[:, None]], 1)
         served = pred[:, self.current]
         wrong = (pred != y[:, None]).to(feats.dtype)
         weight = float(len(y)) if w is None else float(w.sum())
@@ -168,15 +172,16 @@ class HeadRates:
 
     @torch.no_grad()
     def fine_tune(self, head, feats, y, w, steps, mask, lr, weight_decay, decoupled,
-                  new=None, gen=None) -> None:  # fmt: skip
+                  new=None, gen=None, closed_form=True) -> None:  # fmt: skip
         """:meth:`learn`; the closed-form candidate counts the first ``new`` rows (the
         chunk's; None: all), drawing from ``gen``; then serve the candidate with the
-        lowest running error (:meth:`_pick`) as ``head``."""
+        lowest running error (:meth:`_pick`; the closed-form one only when
+        ``closed_form``) as ``head``."""
         self.learn(feats, y, w, steps, mask, lr, weight_decay, decoupled)
         if self.lda is not None:
             k = len(y) if new is None else new
             self.lda = self.lda.added(feats[:k], y[:k], None if w is None else w[:k], gen)
-        self._pick(mask)
+        self._pick(mask, closed_form)
         if self.current == len(self.rates):
             self.lda.serve(head)
             return
@@ -261,10 +266,10 @@ class HeadRates:
         ]
         self.weight, self.bias, self.moments = weight, bias, moments
 
-    def _pick(self, mask=None) -> None:
+    def _pick(self, mask=None, closed_form=True) -> None:
         k = len(self.rates)
         errors = self.errors
-        if self.lda is not None and not self.lda.covers(mask):
+        if self.lda is not None and not (closed_form and self.lda.covers(mask)):
             errors = errors[:k]  # it cannot serve every class
             if self.current == k:
                 self.current = int(np.argmin(errors))

@@ -310,6 +310,7 @@ class OnlineLearner:
                 self.rates.fine_tune(
                     self.head, feats, y, w, s.head_steps, mask, s.head_lr, s.weight_decay,
                     s.optimizer == "adamw", new=len(head_rows), gen=gen,
+                    closed_form=s.fusion is None,
                 )  # fmt: skip
                 k = 0
             elif self.tasks is None:

@@ -161,3 +161,16 @@ def test_bad_entries_are_an_error_naming_them(digits, rates, match):
     X, y = digits
     with pytest.raises(ValueError, match=match):
         OnlineFineTuneClassifier(head_rates=rates).fit(X[:100], y[:100])
+
+
+@pytest.mark.parametrize("fusion", ["ema", "wise"])
+def test_with_fusion_it_never_serves(digits, fusion):
+    """Fused weights average the served head over time (or with the start): a
+    closed-form head, of another scale, is not averaged with a gradient-trained one."""
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0, fusion=fusion).fit(X[:500], y[:500])
+    for s in range(500, 1500, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+        rates = clf.learner_.rates
+        assert rates.current < len(rates.rates) and not np.isnan(clf.head_lr_)
+    assert rates.lda is not None and rates.scored == 10  # still scored, never served
