@@ -42,8 +42,8 @@ def patch(from_scratch: bool, count_replayed: bool) -> None:
                         rates.start(self.head, s.optimizer, True, memory)
         return several_rates(self, s)
 
-    def _fine_tune(self, *args, new=None, gen=None):
-        return fine_tune(self, *args, new=None if count_replayed else new, gen=gen)
+    def _fine_tune(self, *args, new=None, **kwargs):
+        return fine_tune(self, *args, new=None if count_replayed else new, **kwargs)
 
     _learner.OnlineLearner._several_rates = _several_rates
     _head_rates.HeadRates.fine_tune = _fine_tune
