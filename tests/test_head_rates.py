@@ -94,11 +94,13 @@ def test_a_head_still_learning_keeps_head_lr_alone(digits):
 
 
 def test_saved_and_loaded_the_copies_resume_exactly(digits, tmp_path):
+    """The copies and the closed-form candidate ("lda", which serves here)."""
     X, y = digits
     clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
     for s in range(500, 800, 100):
         clf.partial_fit(X[s : s + 100], y[s : s + 100])
     again = skocl.load(skocl.save(clf, tmp_path / "model.skocl"))
+    assert again.learner_.rates.lda.weight is not None
     assert_same_tree(clf.learner_.rates.state_dict(), again.learner_.rates.state_dict())
     for s in range(800, 1100, 100):
         clf.partial_fit(X[s : s + 100], y[s : s + 100])

@@ -102,21 +102,6 @@ def test_a_concept_change_drops_its_means_and_a_copy_serves(digits):
     assert clf.score(X[1500:], flipped[1500:]) > 0.7
 
 
-def test_saved_and_loaded_it_resumes_exactly(digits, tmp_path):
-    import skocl
-
-    X, y = digits
-    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
-    for s in range(500, 800, 100):
-        clf.partial_fit(X[s : s + 100], y[s : s + 100])
-    again = skocl.load(skocl.save(clf, tmp_path / "model.skocl"))
-    assert_same_tree(clf.learner_.rates.lda.state_dict(), again.learner_.rates.lda.state_dict())
-    for s in range(800, 1100, 100):
-        clf.partial_fit(X[s : s + 100], y[s : s + 100])
-        again.partial_fit(X[s : s + 100], y[s : s + 100])
-    np.testing.assert_array_equal(clf.predict_proba(X[1500:]), again.predict_proba(X[1500:]))
-
-
 def test_a_call_failing_after_it_learned_leaves_it_as_it_was(digits, monkeypatch):
     from skocl._continual import ReplayMemory
 
@@ -174,3 +159,43 @@ def test_with_fusion_it_never_serves(digits, fusion):
         rates = clf.learner_.rates
         assert rates.current < len(rates.rates) and not np.isnan(clf.head_lr_)
     assert rates.lda is not None and rates.scored == 10  # still scored, never served
+
+
+def test_rows_count_by_their_weight(digits):
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    clf.partial_fit(X[500:600], y[500:600])
+    before = clf.learner_.rates.lda.counts.clone()
+    w = np.where(np.arange(100) % 2 == 0, 0.0, 2.0)  # half weigh nothing, half twice
+    clf.partial_fit(X[600:700], y[600:700], sample_weight=w)
+    added = clf.learner_.rates.lda.counts - before
+    expected = np.bincount(y[600:700], weights=w, minlength=10)
+    np.testing.assert_allclose(added.numpy(), expected)
+
+
+def test_its_statistics_weigh_at_most_max_rows(digits, monkeypatch):
+    from skocl import _lda_head
+
+    monkeypatch.setattr(_lda_head, "MAX_ROWS", 700.0)
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    for s in range(500, 1500, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+        lda = clf.learner_.rates.lda
+        assert float(lda.counts.sum()) <= 700.0 + 1e-6
+        assert float(lda.cov_counts.sum()) <= 700.0 + 1e-6
+    assert clf.score(X[1500:], y[1500:]) > 0.88
+
+
+def test_a_pretrained_network_starts_it_from_the_stream(digits):
+    """A user's trained network (no fit, an empty replay memory): the candidate counts
+    the chunks' rows from the first call."""
+    X, y = digits
+    donor = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    clf = OnlineFineTuneClassifier(module=donor.module_, classes=np.arange(10), random_state=0)
+    clf.partial_fit(X[500:600], y[500:600])
+    lda = clf.learner_.rates.lda
+    np.testing.assert_array_equal(lda.counts.numpy(), np.bincount(y[500:600], minlength=10))
+    for s in range(600, 1500, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    assert clf.score(X[1500:], y[1500:]) > 0.88
