@@ -138,7 +138,7 @@ class HeadRates:
             lda = StreamingLDA.empty(c, h, head.weight.device)
             if memory is not None:
                 feats, y, gen = memory
-                lda = lda.added(feats, y, None, gen, cov_rows=None)  # once: every row
+                lda = lda.added(feats, y, None, gen, cov_rows=None)  # once: each row
             self.lda = lda
 
     @torch.no_grad()

@@ -208,14 +208,19 @@ class OnlineLearner:
         return not rates.off
 
     def _memory_features(self, gen):
-        """``(feats, y, gen)``: the trunk's features of the replay memory's rows and
-        their class indices, for the head's closed-form candidate to start from; None
-        for an empty or sparse memory."""
+        """``(feats, y, gen)``: the trunk's features of the replay memory's rows (a
+        uniform sample of ``HEAD_ROWS`` of a larger memory) and their class indices,
+        for the head's closed-form candidate to start from; None for an empty or
+        sparse memory."""
         memory = self.memory
         if not len(memory) or self.sparse or self.settings.memory_size == 0:
             return None
+        X, y = memory.X, memory.y
+        if len(y) > HEAD_ROWS:
+            idx = torch.randperm(len(y), generator=gen)[:HEAD_ROWS].to(y.device)
+            X, y = X.index_select(0, idx), y.index_select(0, idx)
         with torch.no_grad():
-            return trunk_forward(self.trunk)(memory.X), memory.y, gen
+            return trunk_forward(self.trunk)(X), y, gen
 
     def _look(self, rows, s: Settings, seen: int, watch, rates, fresh, forward) -> bool:
         """Predict the chunk before learning it: each of the head's rates is scored on

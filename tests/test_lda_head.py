@@ -199,3 +199,15 @@ def test_a_pretrained_network_starts_it_from_the_stream(digits):
     for s in range(600, 1500, 100):
         clf.partial_fit(X[s : s + 100], y[s : s + 100])
     assert clf.score(X[1500:], y[1500:]) > 0.88
+
+
+def test_a_large_memory_starts_it_from_a_sample(digits, monkeypatch):
+    import skocl._learner as learner_module
+
+    monkeypatch.setattr(learner_module, "HEAD_ROWS", 300)
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:1000], y[:1000])
+    assert len(clf.learner_.memory) == 1000
+    clf.partial_fit(X[1000:1100], y[1000:1100])
+    lda = clf.learner_.rates.lda
+    assert float(lda.counts.sum()) == 300 + 100  # a sample of the memory, then the chunk
