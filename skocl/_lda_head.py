@@ -22,7 +22,8 @@ COVARIANCE_ROWS = 256
 # that rows whose features came from an older trunk weigh less and less.
 MAX_ROWS = 10_000.0
 # The weights are solved again (a Cholesky factorisation, about 0.5 ms at width 256)
-# once rows weighing this share of the statistics, or RESOLVE_ROWS, have joined.
+# once rows weighing this share of the statistics, or RESOLVE_ROWS, have joined, and
+# when a class has its first rows.
 RESOLVE_SHARE = 0.1
 RESOLVE_ROWS = 256
 
@@ -117,7 +118,9 @@ class StreamingLDA:
         total = float(counts.sum())
         if total > MAX_ROWS:
             out = out._scaled(MAX_ROWS / total)
-        if out.weight is None or out.pending >= min(RESOLVE_SHARE * total, RESOLVE_ROWS):
+        new_class = bool(((counts > 0) & (self.counts <= 0)).any())
+        due = out.pending >= min(RESOLVE_SHARE * total, RESOLVE_ROWS)
+        if out.weight is None or new_class or due:  # a class's first rows: its weights
             out = out._solved(feats.dtype)
         return out
 

@@ -211,3 +211,14 @@ def test_a_large_memory_starts_it_from_a_sample(digits, monkeypatch):
     clf.partial_fit(X[1000:1100], y[1000:1100])
     lda = clf.learner_.rates.lda
     assert float(lda.counts.sum()) == 300 + 100  # a sample of the memory, then the chunk
+
+
+def test_a_class_s_first_rows_give_it_weights_at_once():
+    lda = StreamingLDA.empty(3, 2, torch.device("cpu"))
+    gen = torch.Generator()
+    X = torch.randn(400, 2)
+    lda = lda.added(X, torch.randint(0, 2, (400,)), None, gen)
+    far = torch.tensor([[8.0, 8.0], [8.2, 7.9]])
+    lda = lda.added(far, torch.tensor([2, 2]), None, gen)  # 2 rows: no solve is due
+    assert lda.covers(None) and bool(lda.weight[2].abs().sum() > 0)
+    assert lda.predict(far, None).tolist() == [2, 2]
