@@ -308,6 +308,17 @@ class OnlineFineTuneClassifier(
     >>> clf.head_lr_  # the fitted head kept its slowest rate: head_lr * 0.01
     0.0001
 
+    A model fitted on fewer rows: the streamed rows teach the head in closed form
+    (``"lda"`` in ``head_rates``), which serves once it predicts the chunks best.
+
+    >>> small = OnlineFineTuneClassifier(random_state=0).fit(X[:500], y[:500])
+    >>> for start in range(500, 1500, 100):
+    ...     small = small.partial_fit(X[start:start + 100], y[start:start + 100])
+    >>> small.head_lr_  # no rate: the closed-form head predicts
+    nan
+    >>> bool(small.score(X[1500:], y[1500:]) > 0.91)
+    True
+
     Labels that all move (a new concept): a fresh head learns it and takes over.
 
     >>> for start in range(0, 300, 100):
