@@ -16,7 +16,8 @@ import torch
 # 0.858 and 0.855; 1e-1 led on the stationary stream (0.746 against 0.730).
 SHRINKAGE = 1e-2
 # Most rows of an update whose features join the covariance (a uniform sample of the
-# rows beyond it): its cost is rows x width^2 (0.35 ms for 256 rows at width 256).
+# rows beyond it): their outer products cost rows x width^2 (0.35 ms for 256 rows at
+# width 256).
 COVARIANCE_ROWS = 256
 # The statistics weigh at most this many rows: beyond it all of them are scaled down, so
 # that rows whose features came from an older trunk weigh less and less.
@@ -26,6 +27,21 @@ MAX_ROWS = 10_000.0
 # when a class has its first rows.
 RESOLVE_SHARE = 0.1
 RESOLVE_ROWS = 256
+# COVARIANCE_ROWS and RESOLVE_ROWS are for features of this width (the default
+# trunk's). For a wider head input w they become COVARIANCE_ROWS * (256 / w)^2 (at
+# least 16) and RESOLVE_ROWS * (w / 256)^2: a call's outer products then cost what they
+# cost at 256, and a solve (width^3) costs per row what the network's own forward does,
+# in proportion (width). At width 1024 a 200-row call cost 2.9 times the copies' alone
+# without them (DEFAULTS.md, "a closed-form head").
+REFERENCE_WIDTH = 256
+
+
+def covariance_rows(width: int) -> int:
+    return max(16, round(COVARIANCE_ROWS * (REFERENCE_WIDTH / width) ** 2))
+
+
+def resolve_rows(width: int) -> float:
+    return RESOLVE_ROWS * max(1.0, width / REFERENCE_WIDTH) ** 2
 
 
 class StreamingLDA:
@@ -41,6 +57,10 @@ class StreamingLDA:
     (:class:`~skocl._head_rates.HeadRates`), which serve it only while it predicts the
     coming chunks better.
 
+    The rows sampled for the covariance wait in ``buffer`` and join the scatter at the
+    next solve: a call costs its rows times the width, and the width-squared work (the
+    rows' outer products, the scatter's sums) is done once a solve.
+
     Every method that changes it returns a new object: a checkpoint keeps the old one
     by reference.
 
@@ -52,7 +72,10 @@ class StreamingLDA:
         Sum of each class's rows' features, weighted (float64).
     cov_counts, cov_sums, scatter : Tensor
         The same of the rows sampled for the covariance, and the sum of their features'
-        outer products (float64).
+        outer products, weighted (float64), as of the last solve.
+    buffer : tuple
+        ``(feats, y, w)`` of each call's rows sampled for the covariance since the last
+        solve (``w`` None: all weigh one).
     weight, bias : Tensor or None
         The solved head (the features' dtype; rows of classes without rows are zero),
         None before the first solve.
@@ -61,11 +84,12 @@ class StreamingLDA:
     """
 
     def __init__(self, counts, sums, cov_counts, cov_sums, scatter, weight=None, bias=None,
-                 pending=0.0) -> None:  # fmt: skip
+                 pending=0.0, buffer=()) -> None:  # fmt: skip
         self.counts, self.sums = counts, sums
         self.cov_counts, self.cov_sums, self.scatter = cov_counts, cov_sums, scatter
         self.weight, self.bias = weight, bias
         self.pending = float(pending)
+        self.buffer = tuple(buffer)
 
     @classmethod
     def empty(cls, n_classes: int, width: int, device) -> StreamingLDA:
@@ -75,6 +99,14 @@ class StreamingLDA:
             torch.zeros(n_classes, **zeros), torch.zeros(n_classes, width, **zeros),
             torch.zeros(width, width, **zeros),
         )  # fmt: skip
+
+    def _with(self, **changes) -> StreamingLDA:
+        fields = dict(
+            counts=self.counts, sums=self.sums, cov_counts=self.cov_counts,
+            cov_sums=self.cov_sums, scatter=self.scatter, weight=self.weight,
+            bias=self.bias, pending=self.pending, buffer=self.buffer,
+        )  # fmt: skip
+        return StreamingLDA(**{**fields, **changes})
 
     @property
     def classes(self) -> torch.Tensor:
@@ -92,57 +124,76 @@ class StreamingLDA:
         return bool(has.all())
 
     @torch.no_grad()
-    def added(self, feats, y, w, gen, cov_rows=COVARIANCE_ROWS) -> StreamingLDA:
+    def added(self, feats, y, w, gen, cov_rows=-1) -> StreamingLDA:
         """With the rows ``feats`` (their class indices ``y``, weights ``w`` or None)
         joined; their covariance from at most ``cov_rows`` of them (drawn from ``gen``;
-        None: all). Solved again when enough rows have joined."""
+        None: all; -1: :func:`covariance_rows` of the width). Solved again when enough
+        rows have joined, or a class has its first rows."""
         n = len(y)
         if n == 0:
             return self
+        if cov_rows == -1:
+            cov_rows = covariance_rows(self.scatter.shape[0])
         wf = feats if w is None else feats * w[:, None]
         counts = self.counts + _bincount(y, w, len(self.counts))
         sums = self.sums.index_add(0, y, wf.to(torch.float64))
-        pick = slice(None)
         if cov_rows is not None and n > cov_rows:
             pick = torch.randperm(n, generator=gen)[:cov_rows].to(y.device)
-        fs, ys, wfs = feats[pick], y[pick], wf[pick]
-        ws = None if w is None else w[pick]
-        cov_counts = self.cov_counts + _bincount(ys, ws, len(self.counts))
-        cov_sums = self.cov_sums.index_add(0, ys, wfs.to(torch.float64))
-        scatter = self.scatter + (wfs.t() @ fs).to(torch.float64)
+            feats, y, w = feats[pick], y[pick], None if w is None else w[pick]
         joined = float(counts.sum() - self.counts.sum())
-        out = StreamingLDA(
-            counts, sums, cov_counts, cov_sums, scatter, self.weight, self.bias,
-            self.pending + joined,
+        out = self._with(
+            counts=counts, sums=sums, pending=self.pending + joined,
+            buffer=(*self.buffer, (feats, y, w)),
         )  # fmt: skip
-        total = float(counts.sum())
-        if total > MAX_ROWS:
-            out = out._scaled(MAX_ROWS / total)
+        total, width = float(counts.sum()), self.scatter.shape[0]
         new_class = bool(((counts > 0) & (self.counts <= 0)).any())
-        due = out.pending >= min(RESOLVE_SHARE * total, RESOLVE_ROWS)
+        due = out.pending >= min(RESOLVE_SHARE * total, resolve_rows(width))
         if out.weight is None or new_class or due:  # a class's first rows: its weights
             out = out._solved(feats.dtype)
         return out
 
-    def _scaled(self, factor: float) -> StreamingLDA:
-        return StreamingLDA(
-            self.counts * factor, self.sums * factor, self.cov_counts * factor,
-            self.cov_sums * factor, self.scatter * factor, self.weight, self.bias,
-            self.pending,
-        )  # fmt: skip
+    def _folded(self) -> StreamingLDA:
+        """The buffer joined to the covariance's statistics, and every statistic scaled
+        down to weigh ``MAX_ROWS`` rows when it weighs more."""
+        out = self
+        if self.buffer:
+            feats = torch.cat([f for f, _, _ in self.buffer])
+            y = torch.cat([t for _, t, _ in self.buffer])
+            w = None
+            if any(b is not None for _, _, b in self.buffer):
+                w = torch.cat(
+                    [feats.new_ones(len(t)) if b is None else b for _, t, b in self.buffer]
+                )
+            wf = feats if w is None else feats * w[:, None]
+            out = self._with(
+                cov_counts=self.cov_counts + _bincount(y, w, len(self.counts)),
+                cov_sums=self.cov_sums.index_add(0, y, wf.to(torch.float64)),
+                scatter=self.scatter + (wf.t() @ feats).to(torch.float64),
+                buffer=(),
+            )  # fmt: skip
+        total = float(out.counts.sum())
+        if total > MAX_ROWS:
+            f = MAX_ROWS / total
+            out = out._with(
+                counts=out.counts * f, sums=out.sums * f, cov_counts=out.cov_counts * f,
+                cov_sums=out.cov_sums * f, scatter=out.scatter * f,
+            )  # fmt: skip
+        return out
 
     def _solved(self, dtype) -> StreamingLDA:
-        """The head solved from the statistics (unchanged if they cannot be: no class
-        with rows, or a covariance that is not positive definite even shrunk)."""
-        has = self.classes
+        """The buffer folded in and the head solved from the statistics (the old head
+        kept if it cannot be: no class with rows, or a covariance that is not positive
+        definite even shrunk)."""
+        out = self._folded()
+        has = out.classes
         if not bool(has.any()):
-            return self
-        mu = self.sums[has] / self.counts[has, None]
-        cov_has = self.cov_counts > 0
-        within = self.scatter - (
-            self.cov_sums[cov_has].t() @ (self.cov_sums[cov_has] / self.cov_counts[cov_has, None])
+            return out
+        mu = out.sums[has] / out.counts[has, None]
+        cov_has = out.cov_counts > 0
+        within = out.scatter - (
+            out.cov_sums[cov_has].t() @ (out.cov_sums[cov_has] / out.cov_counts[cov_has, None])
         )
-        dof = float(self.cov_counts.sum()) - int(cov_has.sum())
+        dof = float(out.cov_counts.sum()) - int(cov_has.sum())
         width = within.shape[0]
         cov = within / max(dof, 1.0)
         scale = float(torch.trace(cov)) / width
@@ -152,18 +203,15 @@ class StreamingLDA:
         shrunk.diagonal().add_(SHRINKAGE * scale)
         chol, info = torch.linalg.cholesky_ex(shrunk)
         if int(info):
-            return self
+            return out
         coef = torch.cholesky_solve(mu.t(), chol).t()  # (classes with rows, width)
         weight = torch.zeros(len(has), width, dtype=dtype, device=mu.device)
         bias = torch.zeros(len(has), dtype=dtype, device=mu.device)
         weight[has] = coef.to(dtype)
         bias[has] = (-0.5 * (coef * mu).sum(1)).to(dtype)
         if not bool(torch.isfinite(weight).all() and torch.isfinite(bias).all()):
-            return self
-        return StreamingLDA(
-            self.counts, self.sums, self.cov_counts, self.cov_sums, self.scatter, weight,
-            bias, 0.0,
-        )  # fmt: skip
+            return out
+        return out._with(weight=weight, bias=bias, pending=0.0)
 
     @torch.no_grad()
     def predict(self, feats, mask) -> torch.Tensor:
@@ -193,10 +241,7 @@ class StreamingLDA:
         covariance, which is of the features, not of the labels."""
         keep = torch.ones(len(self.counts), dtype=torch.float64, device=self.counts.device)
         keep[torch.as_tensor(classes, device=keep.device)] = 0.0
-        out = StreamingLDA(
-            self.counts * keep, self.sums * keep[:, None], self.cov_counts, self.cov_sums,
-            self.scatter, self.weight, self.bias,
-        )  # fmt: skip
+        out = self._with(counts=self.counts * keep, sums=self.sums * keep[:, None])
         return out._solved(self.weight.dtype) if self.weight is not None else out
 
     def grown(self, positions, n_classes: int) -> StreamingLDA:
@@ -204,23 +249,35 @@ class StreamingLDA:
         rows."""
         idx = torch.as_tensor(positions, device=self.counts.device)
 
-        def pad(t, fill=0.0):
-            out = t.new_full((n_classes, *t.shape[1:]), fill)
+        def pad(t):
+            out = t.new_zeros((n_classes, *t.shape[1:]))
             out[idx] = t
             return out
 
-        weight = None if self.weight is None else pad(self.weight)
-        bias = None if self.bias is None else pad(self.bias)
-        return StreamingLDA(
-            pad(self.counts), pad(self.sums), pad(self.cov_counts), pad(self.cov_sums),
-            self.scatter, weight, bias, self.pending,
+        buffer = tuple((f, idx[t], b) for f, t, b in self.buffer)
+        return self._with(
+            counts=pad(self.counts), sums=pad(self.sums), cov_counts=pad(self.cov_counts),
+            cov_sums=pad(self.cov_sums), buffer=buffer,
+            weight=None if self.weight is None else pad(self.weight),
+            bias=None if self.bias is None else pad(self.bias),
         )  # fmt: skip
 
     def state_dict(self) -> dict:
+        buffer = None
+        if self.buffer:
+            buffer = {
+                "feats": torch.cat([f for f, _, _ in self.buffer]),
+                "y": torch.cat([t for _, t, _ in self.buffer]),
+                "w": None
+                if all(b is None for _, _, b in self.buffer)
+                else torch.cat(
+                    [f.new_ones(len(t)) if b is None else b for f, t, b in self.buffer]
+                ),
+            }
         return {
             "counts": self.counts, "sums": self.sums, "cov_counts": self.cov_counts,
             "cov_sums": self.cov_sums, "scatter": self.scatter, "weight": self.weight,
-            "bias": self.bias, "pending": self.pending,
+            "bias": self.bias, "pending": self.pending, "buffer": buffer,
         }  # fmt: skip
 
     @classmethod
@@ -228,10 +285,12 @@ class StreamingLDA:
         def to(t):
             return None if t is None else t.to(device)
 
+        buffer = state.get("buffer")
         return cls(
             to(state["counts"]), to(state["sums"]), to(state["cov_counts"]),
             to(state["cov_sums"]), to(state["scatter"]), to(state["weight"]),
             to(state["bias"]), state["pending"],
+            () if buffer is None else ((to(buffer["feats"]), to(buffer["y"]), to(buffer["w"])),),
         )  # fmt: skip
 
 

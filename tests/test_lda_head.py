@@ -222,3 +222,28 @@ def test_a_class_s_first_rows_give_it_weights_at_once():
     lda = lda.added(far, torch.tensor([2, 2]), None, gen)  # 2 rows: no solve is due
     assert lda.covers(None) and bool(lda.weight[2].abs().sum() > 0)
     assert lda.predict(far, None).tolist() == [2, 2]
+
+
+def test_rows_waiting_for_the_next_solve_are_saved_and_resume_exactly(digits, tmp_path):
+    import skocl
+
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0).fit(X[:1000], y[:1000])
+    for s in range(1000, 1064, 32):
+        clf.partial_fit(X[s : s + 32], y[s : s + 32])
+    assert clf.learner_.rates.lda.buffer  # 64 rows since the last solve: none due yet
+    again = skocl.load(skocl.save(clf, tmp_path / "model.skocl"))
+    assert_same_tree(clf.learner_.rates.lda.state_dict(), again.learner_.rates.lda.state_dict())
+    for s in range(1064, 1500, 32):
+        clf.partial_fit(X[s : s + 32], y[s : s + 32])
+        again.partial_fit(X[s : s + 32], y[s : s + 32])
+    np.testing.assert_array_equal(clf.predict_proba(X[1500:]), again.predict_proba(X[1500:]))
+    assert_same_tree(clf.learner_.rates.lda.state_dict(), again.learner_.rates.lda.state_dict())
+
+
+def test_a_wider_input_samples_fewer_rows_and_solves_less_often():
+    from skocl._lda_head import covariance_rows, resolve_rows
+
+    assert covariance_rows(256) == 256 and resolve_rows(256) == 256
+    assert covariance_rows(512) == 64 and resolve_rows(512) == 1024
+    assert covariance_rows(4096) == 16 and resolve_rows(32) == 256
