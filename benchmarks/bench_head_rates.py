@@ -17,13 +17,15 @@ closed-form candidate.
    accuracy (mean over seeds), and how many of the fits converged (a fit that stops at
    ``max_iter`` keeps one rate, so both settings are the same there).
 5. Cost: seconds per ``partial_fit`` call after a ``fit`` on 2,000 rows of
-   ``make_drift_stream`` (20 features, 4 classes), at 32 and 2,000 rows per call; the
-   two settings alternate in 7 rounds, CPU time, medians.
+   ``make_drift_stream`` (20 features, 4 classes), at 32 and 2,000 rows per call, the
+   trunk ``--widths`` wide (256, the default's, unless given); the two settings
+   alternate in 7 rounds on the same chunks, CPU time, medians.
 
 One torch thread (``torch.set_num_threads(1)``). Run::
 
     python benchmarks/bench_head_rates.py [--seeds 5] [--rounds 7] [--river-seeds 3]
         [--rates 1,0.1,0.01,lda 1,0.1,0.01 1] [--decay 0.5] [--switch-z 1] [--no-cost]
+        [--only-cost --widths 256,512,1024]
 
 ``--decay`` and ``--switch-z`` set the rule's constants (``skocl._head_rates.DECAY``
 and ``SWITCH_Z``) for the run, ``--shrinkage`` the closed-form candidate's
@@ -104,12 +106,14 @@ def fit_then_stream(rates, seeds, cache: dict) -> dict:
     return out
 
 
-def cost(rounds: int, chosen: dict) -> dict:
+def cost(rounds: int, chosen: dict, width: int = 256) -> dict:
     X, y, _ = make_drift_stream(200_000, 20, 4, drift_points=(), random_state=0)
     out = {}
     for n, calls in ((32, 200), (2000, 5)):
         models = {
-            name: OnlineFineTuneClassifier(random_state=0, head_rates=r).fit(X[:2000], y[:2000])
+            name: OnlineFineTuneClassifier(
+                random_state=0, head_rates=r, hidden_layer_sizes=(width,)
+            ).fit(X[:2000], y[:2000])
             for name, r in chosen.items()
         }
         times = {name: [] for name in models}
@@ -141,6 +145,10 @@ def main(argv=None) -> None:
         help="settings of head_rates to compare, e.g. 1,0.1,0.01 1 (the first two are timed)",
     )  # fmt: skip
     parser.add_argument("--no-cost", action="store_true", help="skip the timing")
+    parser.add_argument("--only-cost", action="store_true", help="the timing alone")
+    parser.add_argument(
+        "--widths", default="256", help="trunk widths of the timing, e.g. 256,512,1024"
+    )  # fmt: skip
     parser.add_argument("--decay", type=float, help="skocl._head_rates.DECAY for this run")
     parser.add_argument("--switch-z", type=float, help="skocl._head_rates.SWITCH_Z")
     parser.add_argument(
@@ -160,6 +168,21 @@ def main(argv=None) -> None:
     print(f"DECAY = {_head_rates.DECAY}, SWITCH_Z = {_head_rates.SWITCH_Z}")
     print(f"SHRINKAGE = {_lda_head.SHRINKAGE}")
     print(f"torch threads: 1; seeds 0-{args.seeds - 1}\n")
+    if not args.only_cost:
+        quality(args, chosen, seeds)
+    if args.no_cost or len(chosen) < 2:
+        return
+    first, second = list(chosen)[:2]
+    print(f"\n| width | rows per call | {first} | {second} | ratio |")
+    print("|---:|---:|---:|---:|---:|")
+    for width in (int(w) for w in args.widths.split(",")):
+        timed = cost(args.rounds, {k: chosen[k] for k in (first, second)}, width)
+        for n, t in timed.items():
+            a, b = t[first], t[second]
+            print(f"| {width} | {n:,} | {a * 1e6:,.0f} µs | {b * 1e6:,.0f} µs | {a / b:.2f} |")
+
+
+def quality(args, chosen: dict, seeds) -> None:
     print("| setting | after fit | after 1st call | end | largest drop | switch: 3 / 10 chunks |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, rates in chosen.items():
@@ -190,14 +213,6 @@ def main(argv=None) -> None:
         cells = [f"{a:.3f} ({k})" for a, k in res.values()]
         mean = np.mean([a for a, _ in res.values()])
         print(f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} |")
-    if args.no_cost or len(chosen) < 2:
-        return
-    first, second = list(chosen)[:2]
-    print(f"\n| rows per call | {first} | {second} | ratio |")
-    print("|---:|---:|---:|---:|")
-    for n, t in cost(args.rounds, {k: chosen[k] for k in (first, second)}).items():
-        a, b = t[first], t[second]
-        print(f"| {n:,} | {a * 1e6:,.0f} µs | {b * 1e6:,.0f} µs | {a / b:.2f} |")
 
 
 if __name__ == "__main__":

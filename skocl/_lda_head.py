@@ -27,12 +27,12 @@ MAX_ROWS = 10_000.0
 # when a class has its first rows.
 RESOLVE_SHARE = 0.1
 RESOLVE_ROWS = 256
-# COVARIANCE_ROWS and RESOLVE_ROWS are for features of this width (the default
-# trunk's). For a wider head input w they become COVARIANCE_ROWS * (256 / w)^2 (at
-# least 16) and RESOLVE_ROWS * (w / 256)^2: a call's outer products then cost what they
-# cost at 256, and a solve (width^3) costs per row what the network's own forward does,
-# in proportion (width). At width 1024 a 200-row call cost 2.9 times the copies' alone
-# without them (DEFAULTS.md, "a closed-form head").
+# COVARIANCE_ROWS and the rows between solves are for features of this width (the
+# default trunk's). For a wider head input w, COVARIANCE_ROWS * (256 / w)^2 rows (at
+# least 16) join the covariance a call and (w / 256)^3 times as many rows come between
+# solves: a call's outer products and a row's share of a solve (width^3) cost what they
+# cost at 256. With the bounds of width 256 kept, a 2,000-row call of a 1,024-wide
+# trunk cost 2.9 times the copies' alone (DEFAULTS.md, "a closed-form head").
 REFERENCE_WIDTH = 256
 
 
@@ -40,8 +40,9 @@ def covariance_rows(width: int) -> int:
     return max(16, round(COVARIANCE_ROWS * (REFERENCE_WIDTH / width) ** 2))
 
 
-def resolve_rows(width: int) -> float:
-    return RESOLVE_ROWS * max(1.0, width / REFERENCE_WIDTH) ** 2
+def solve_spacing(width: int) -> float:
+    """How many times more rows come between solves than at ``REFERENCE_WIDTH``."""
+    return max(1.0, width / REFERENCE_WIDTH) ** 3
 
 
 class StreamingLDA:
@@ -136,7 +137,10 @@ class StreamingLDA:
             cov_rows = covariance_rows(self.scatter.shape[0])
         wf = feats if w is None else feats * w[:, None]
         counts = self.counts + _bincount(y, w, len(self.counts))
-        sums = self.sums.index_add(0, y, wf.to(torch.float64))
+        # Summed per class in the features' dtype, then added in float64: a chunk's
+        # rows are not converted one by one.
+        chunk_sums = wf.new_zeros(self.sums.shape).index_add_(0, y, wf)
+        sums = self.sums + chunk_sums.to(torch.float64)
         if cov_rows is not None and n > cov_rows:
             pick = torch.randperm(n, generator=gen)[:cov_rows].to(y.device)
             feats, y, w = feats[pick], y[pick], None if w is None else w[pick]
@@ -147,7 +151,7 @@ class StreamingLDA:
         )  # fmt: skip
         total, width = float(counts.sum()), self.scatter.shape[0]
         new_class = bool(((counts > 0) & (self.counts <= 0)).any())
-        due = out.pending >= min(RESOLVE_SHARE * total, resolve_rows(width))
+        due = out.pending >= min(RESOLVE_SHARE * total, RESOLVE_ROWS) * solve_spacing(width)
         if out.weight is None or new_class or due:  # a class's first rows: its weights
             out = out._solved(feats.dtype)
         return out

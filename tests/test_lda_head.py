@@ -242,8 +242,8 @@ def test_rows_waiting_for_the_next_solve_are_saved_and_resume_exactly(digits, tm
 
 
 def test_a_wider_input_samples_fewer_rows_and_solves_less_often():
-    from skocl._lda_head import covariance_rows, resolve_rows
+    from skocl._lda_head import covariance_rows, solve_spacing
 
-    assert covariance_rows(256) == 256 and resolve_rows(256) == 256
-    assert covariance_rows(512) == 64 and resolve_rows(512) == 1024
-    assert covariance_rows(4096) == 16 and resolve_rows(32) == 256
+    assert covariance_rows(256) == 256 and solve_spacing(256) == 1.0
+    assert covariance_rows(512) == 64 and solve_spacing(512) == 8.0
+    assert covariance_rows(4096) == 16 and solve_spacing(32) == 1.0
