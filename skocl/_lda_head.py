@@ -144,6 +144,8 @@ class StreamingLDA:
         if cov_rows is not None and n > cov_rows:
             pick = torch.randperm(n, generator=gen)[:cov_rows].to(y.device)
             feats, y, w = feats[pick], y[pick], None if w is None else w[pick]
+        else:  # copies: the buffer must not hold views of the caller's larger tensors
+            feats, y, w = feats.clone(), y.clone(), None if w is None else w.clone()
         joined = float(counts.sum() - self.counts.sum())
         out = self._with(
             counts=counts, sums=sums, pending=self.pending + joined,
