@@ -338,7 +338,7 @@ class HeadRates:
         # A file of an earlier format 5 holds one count, shared by every copy.
         steps = np.asarray(state["steps"], dtype=np.int64)
         self.steps = np.broadcast_to(steps, (len(self.rates),)).copy()
-        errors = np.asarray(state["errors"], dtype=float)[: len(self.rates)]
+        saved, k = np.asarray(state["errors"], dtype=float), len(self.rates)
         lda = state.get("lda")  # none in a file written before the closed-form head
         self.lda = None
         if self.wants_lda and state["weight"] is not None:
@@ -347,9 +347,9 @@ class HeadRates:
                 self.lda = StreamingLDA.empty(c, h, device)
             else:
                 self.lda = StreamingLDA.from_state_dict(lda, device)
-        saved = np.asarray(state["errors"], dtype=float)
-        lda_error = saved[len(self.rates)] if len(saved) > len(self.rates) else 1.0
-        self.errors = np.append(errors, lda_error) if self.wants_lda else errors
+        self.errors = saved[:k]
+        if self.wants_lda:  # a file without its error: it has to earn its place
+            self.errors = np.append(self.errors, saved[k] if len(saved) > k else 1.0)
         self.current = int(state["current"])
         if self.current >= len(self.errors):
             self.current = int(np.argmin(self.rates))

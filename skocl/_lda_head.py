@@ -163,13 +163,7 @@ class StreamingLDA:
         down to weigh ``MAX_ROWS`` rows when it weighs more."""
         out = self
         if self.buffer:
-            feats = torch.cat([f for f, _, _ in self.buffer])
-            y = torch.cat([t for _, t, _ in self.buffer])
-            w = None
-            if any(b is not None for _, _, b in self.buffer):
-                w = torch.cat(
-                    [feats.new_ones(len(t)) if b is None else b for _, t, b in self.buffer]
-                )
+            feats, y, w = self._buffered()
             wf = feats if w is None else feats * w[:, None]
             out = self._with(
                 cov_counts=self.cov_counts + _bincount(y, w, len(self.counts)),
@@ -185,6 +179,15 @@ class StreamingLDA:
                 cov_sums=out.cov_sums * f, scatter=out.scatter * f,
             )  # fmt: skip
         return out
+
+    def _buffered(self) -> tuple:
+        """The buffer's rows as one ``(feats, y, w)`` (``w`` None when all weigh one)."""
+        feats = torch.cat([f for f, _, _ in self.buffer])
+        y = torch.cat([t for _, t, _ in self.buffer])
+        w = None
+        if any(b is not None for _, _, b in self.buffer):
+            w = torch.cat([feats.new_ones(len(t)) if b is None else b for _, t, b in self.buffer])
+        return feats, y, w
 
     def _solved(self, dtype) -> StreamingLDA:
         """The buffer folded in and the head solved from the statistics (the old head
@@ -271,15 +274,7 @@ class StreamingLDA:
     def state_dict(self) -> dict:
         buffer = None
         if self.buffer:
-            buffer = {
-                "feats": torch.cat([f for f, _, _ in self.buffer]),
-                "y": torch.cat([t for _, t, _ in self.buffer]),
-                "w": None
-                if all(b is None for _, _, b in self.buffer)
-                else torch.cat(
-                    [f.new_ones(len(t)) if b is None else b for f, t, b in self.buffer]
-                ),
-            }
+            buffer = dict(zip(("feats", "y", "w"), self._buffered()))
         return {
             "counts": self.counts, "sums": self.sums, "cov_counts": self.cov_counts,
             "cov_sums": self.cov_sums, "scatter": self.scatter, "weight": self.weight,
