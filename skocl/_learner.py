@@ -306,9 +306,11 @@ class OnlineLearner:
             # The head learns from at most HEAD_ROWS rows of a chunk: a linear head's
             # full-batch gradient on that many is close to the chunk's, for less work.
             head_rows = rows.sample(HEAD_ROWS, gen)
-            feats, y, w = features(forward, head_rows, batch), head_rows.y, head_rows.w
+            y, w = head_rows.y, head_rows.w
             if memory is not None and len(memory):
-                feats, y, w = memory.join_features(feats, y, w, forward, gen)
+                feats, y, w = memory.join_features(head_rows.take(None), y, w, forward, gen)
+            else:
+                feats = features(forward, head_rows, batch)
             self._mode(True, self.head)
             if rates:
                 backup = copy.copy(self.rates)  # put back if the update is undone
