@@ -31,6 +31,18 @@ def replay_counts(sizes: list[int], held: int, share: float) -> list[int]:
     return [min(held, math.ceil(n * share)) for n in sizes]
 
 
+def head_replay(memory, y, w, gen):
+    """The replayed rows that join the rows of the head's fine-tune (labels ``y``,
+    weights ``w``, None: all weigh one): ``(Xm, y, w)``, ``min(len(memory), n)`` rows
+    drawn from a :class:`ReplayMemory` (or a sparse one), then all the rows' labels and
+    weights, the replayed rows together weighing as much as the others."""
+    n = len(y)
+    Xm, ym = memory.sample(min(len(memory), n), gen)
+    m = len(ym)
+    w = torch.ones(n, dtype=Xm.dtype, device=y.device) if w is None else w
+    return Xm, torch.cat([y, ym]), torch.cat([w, w.new_full((m,), float(w.sum()) / m)])
+
+
 class ReplayMemory:
     """A bounded memory of past rows, replayed alongside new data (rehearsal).
 
@@ -45,7 +57,7 @@ class ReplayMemory:
     The replay rule: ``k = min(len(memory), n)`` rows drawn uniformly with replacement
     join each batch of ``n`` new rows. In a trunk mini-batch (:meth:`join_batch`) each
     replayed row weighs the mean weight of the batch's rows; in the head's fine-tune
-    (:meth:`join_features`) the replayed rows together weigh as much as the chunk. After
+    (:func:`head_replay`) the replayed rows together weigh as much as the chunk. After
     the update the chunk is offered to the memory (:meth:`offer`).
     """
 
@@ -95,20 +107,6 @@ class ReplayMemory:
         if w is not None:
             w = torch.cat([w, w.new_full((len(ym),), float(w.mean()))])
         return torch.cat([X, Xm]), torch.cat([y, ym]), w
-
-    def join_features(self, X, y, w, trunk, gen):
-        """The head's fine-tune rows: the trunk features of the rows ``(X, y, w)``
-        (on the model's device) and of replayed rows, which together weigh as much as
-        ``X``'s. One forward of the rows joined serves both (no copy of the features:
-        6,096 rows of the default trunk, 1.02 against 1.44 ms; the same values)."""
-        n = len(y)
-        Xm, ym = self.sample(min(len(self), n), gen)
-        m = len(ym)
-        w = torch.ones(n, dtype=X.dtype, device=y.device) if w is None else w
-        with torch.no_grad():
-            feats = trunk(torch.cat([X, Xm]))
-        w = torch.cat([w, w.new_full((m,), float(w.sum()) / m)])
-        return feats, torch.cat([y, ym]), w
 
     def offer(self, rows, batch_size: int, gen: torch.Generator) -> None:
         """Offer every row of ``rows`` (a :class:`~skocl._rows.Rows`) to the memory,

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ._continual import Anchor, ReplayMemory, empirical_fisher
+from ._continual import Anchor, ReplayMemory, empirical_fisher, head_replay
 from ._drift import DriftMonitor, watched
 from ._fresh_head import FreshHead
 from ._fusion import NoFusion, make_fusion
@@ -39,6 +39,7 @@ from ._steps import (
     fine_tune_head,
     fine_tune_heads,
     forward,
+    head_features,
     predict_rows,
     snapshot,
     to_cpu,
@@ -306,11 +307,10 @@ class OnlineLearner:
             # The head learns from at most HEAD_ROWS rows of a chunk: a linear head's
             # full-batch gradient on that many is close to the chunk's, for less work.
             head_rows = rows.sample(HEAD_ROWS, gen)
-            y, w = head_rows.y, head_rows.w
+            y, w, replayed = head_rows.y, head_rows.w, None
             if memory is not None and len(memory):
-                feats, y, w = memory.join_features(head_rows.take(None), y, w, forward, gen)
-            else:
-                feats = features(forward, head_rows, batch)
+                replayed, y, w = head_replay(memory, y, w, gen)
+            feats = head_features(forward, head_rows, batch, replayed)
             self._mode(True, self.head)
             if rates:
                 backup = copy.copy(self.rates)  # put back if the update is undone

@@ -176,19 +176,6 @@ class SparseReplayMemory:
             w = torch.cat([w, w.new_full((len(ym),), float(w.mean()))])
         return SparseRows.cat([X, Xm.to(X.device, X.dtype)]), torch.cat([y, ym]), w
 
-    def join_features(self, X: SparseRows, y, w, trunk, gen):
-        """The head's fine-tune rows: the trunk features of the rows ``(X, y, w)`` and
-        of replayed rows, which together weigh as much as ``X``'s, in one forward (as
-        :meth:`ReplayMemory.join_features <skocl._continual.ReplayMemory.join_features>`)."""
-        n = len(y)
-        Xm, ym = self.sample(min(len(self), n), gen)
-        m = len(ym)
-        w = torch.ones(n, dtype=X.dtype, device=y.device) if w is None else w
-        with torch.no_grad():
-            feats = trunk(SparseRows.cat([X, Xm.to(X.device, X.dtype)]))
-        w = torch.cat([w, w.new_full((m,), float(w.sum()) / m)])
-        return feats, torch.cat([y, ym]), w
-
     # ----------------------------------------------------------------- offering
     def offer(self, rows, batch_size: int, gen: torch.Generator) -> None:
         """Offer every row of ``rows`` (anything with a sparse ``X``, scipy or

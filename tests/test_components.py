@@ -9,7 +9,7 @@ from torch import nn
 
 import skocl
 from skocl import OnlineFineTuneClassifier
-from skocl._continual import Anchor, ReplayMemory
+from skocl._continual import Anchor, ReplayMemory, head_replay
 from skocl._drift import HISTORY, LEVEL_WEIGHT, REACTION_Z, DriftMonitor
 from skocl._fusion import EMAFusion, NoFusion, WiSEFusion, make_fusion
 from skocl.datasets import make_drift_stream
@@ -164,9 +164,8 @@ def test_the_replay_rule_weighs_replayed_rows_as_documented():
     Xb, yb, wb = mem.join_batch(X, y, w, mem.replays([8], gen)[0])
     assert len(Xb) == len(yb) == len(wb) == 16
     torch.testing.assert_close(wb[8:], torch.full((8,), float(w.mean())))  # each: the mean
-    trunk = nn.Identity()
-    feats, yf, wf = mem.join_features(X, y, w, trunk, gen)
-    assert len(feats) == 16
+    Xm, yf, wf = head_replay(mem, y, w, gen)
+    assert len(Xm) == 8 and len(yf) == len(wf) == 16
     torch.testing.assert_close(wf[8:].sum(), w.sum())  # together: as much as the chunk
     small = copy.deepcopy(mem)
     small.drop_classes([0, 1])
