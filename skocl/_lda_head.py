@@ -22,6 +22,12 @@ COVARIANCE_ROWS = 256
 # The statistics weigh at most this many rows: beyond it all of them are scaled down, so
 # that rows whose features came from an older trunk weigh less and less.
 MAX_ROWS = 10_000.0
+# The rows' weight kept by a candidate that started at a concept change of a model
+# learning from scratch (HeadRates.start_at_change): its trunk still learns, so older
+# features go stale sooner. Chosen at issue 10's 20,000-row river protocol (5 seeds;
+# DEFAULTS.md, "Candidates at a concept change"): 1,000, 2,000, 4,000 and 10,000 gave
+# prequential means of 0.877, 0.876, 0.874 and 0.872 (Sine 0.958, 0.954, 0.945, 0.936).
+REFRESH_ROWS = 2_000.0
 # The weights are solved again (a Cholesky factorisation, about 0.5 ms at width 256)
 # once rows weighing this share of the statistics, or RESOLVE_ROWS, have joined, and
 # when a class has its first rows. RESOLVE_ROWS 1,024 rather than 256: a 32-row call
@@ -85,30 +91,33 @@ class StreamingLDA:
         None before the first solve.
     pending : float
         Weight of the rows joined since the last solve.
+    max_rows : float or None
+        The most rows' weight the statistics keep (None: ``MAX_ROWS``).
     """
 
     def __init__(self, counts, sums, cov_counts, cov_sums, scatter, weight=None, bias=None,
-                 pending=0.0, buffer=()) -> None:  # fmt: skip
+                 pending=0.0, buffer=(), max_rows=None) -> None:  # fmt: skip
         self.counts, self.sums = counts, sums
         self.cov_counts, self.cov_sums, self.scatter = cov_counts, cov_sums, scatter
         self.weight, self.bias = weight, bias
         self.pending = float(pending)
         self.buffer = tuple(buffer)
+        self.max_rows = None if max_rows is None else float(max_rows)
 
     @classmethod
-    def empty(cls, n_classes: int, width: int, device) -> StreamingLDA:
+    def empty(cls, n_classes: int, width: int, device, max_rows=None) -> StreamingLDA:
         zeros = dict(dtype=torch.float64, device=device)
         return cls(
             torch.zeros(n_classes, **zeros), torch.zeros(n_classes, width, **zeros),
             torch.zeros(n_classes, **zeros), torch.zeros(n_classes, width, **zeros),
-            torch.zeros(width, width, **zeros),
+            torch.zeros(width, width, **zeros), max_rows=max_rows,
         )  # fmt: skip
 
     def _with(self, **changes) -> StreamingLDA:
         fields = dict(
             counts=self.counts, sums=self.sums, cov_counts=self.cov_counts,
             cov_sums=self.cov_sums, scatter=self.scatter, weight=self.weight,
-            bias=self.bias, pending=self.pending, buffer=self.buffer,
+            bias=self.bias, pending=self.pending, buffer=self.buffer, max_rows=self.max_rows,
         )  # fmt: skip
         return StreamingLDA(**{**fields, **changes})
 
@@ -163,7 +172,7 @@ class StreamingLDA:
 
     def _folded(self) -> StreamingLDA:
         """The buffer joined to the covariance's statistics, and every statistic scaled
-        down to weigh ``MAX_ROWS`` rows when it weighs more."""
+        down to weigh ``max_rows`` rows when it weighs more."""
         out = self
         if self.buffer:
             feats, y, w = self._buffered()
@@ -174,9 +183,9 @@ class StreamingLDA:
                 scatter=self.scatter + (wf.t() @ feats).to(torch.float64),
                 buffer=(),
             )  # fmt: skip
-        total = float(out.counts.sum())
-        if total > MAX_ROWS:
-            f = MAX_ROWS / total
+        total, limit = float(out.counts.sum()), self.max_rows or MAX_ROWS
+        if total > limit:
+            f = limit / total
             out = out._with(
                 counts=out.counts * f, sums=out.sums * f, cov_counts=out.cov_counts * f,
                 cov_sums=out.cov_sums * f, scatter=out.scatter * f,
@@ -282,6 +291,7 @@ class StreamingLDA:
             "counts": self.counts, "sums": self.sums, "cov_counts": self.cov_counts,
             "cov_sums": self.cov_sums, "scatter": self.scatter, "weight": self.weight,
             "bias": self.bias, "pending": self.pending, "buffer": buffer,
+            "max_rows": self.max_rows,
         }  # fmt: skip
 
     @classmethod
@@ -295,6 +305,7 @@ class StreamingLDA:
             to(state["cov_sums"]), to(state["scatter"]), to(state["weight"]),
             to(state["bias"]), state["pending"],
             () if buffer is None else ((to(buffer["feats"]), to(buffer["y"]), to(buffer["w"])),),
+            state.get("max_rows"),  # none in a file written before it could differ
         )  # fmt: skip
 
 
