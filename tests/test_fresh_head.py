@@ -51,7 +51,9 @@ def test_a_switched_concept_is_learned_by_a_fresh_head(switched):
     assert not on.learner_.fresh.active  # it became the head
     # Before the switch the two are the same model; after it, the fresh head leads.
     np.testing.assert_array_equal(acc_on[: after.start], acc_off[: after.start])
-    assert acc_on[after].mean() > acc_off[after].mean() + 0.1  # 0.699 against 0.556
+    # 0.701 against 0.640 (0.556 before the head's candidates started at a concept
+    # change: they help both).
+    assert acc_on[after].mean() > acc_off[after].mean() + 0.05
     assert acc_on[-10:].mean() > 0.85  # 0.888
 
 
@@ -64,7 +66,7 @@ def test_sparse_rows_get_a_fresh_head_too(switched):
     off = OnlineFineTuneClassifier(random_state=0, fresh_head=False)
     acc_off = prequential(off, Xs, y)
     assert on.learner_.sparse and on.fresh_heads_ >= 1
-    assert acc_on[after].mean() > acc_off[after].mean() + 0.1  # 0.698 against 0.507
+    assert acc_on[after].mean() > acc_off[after].mean() + 0.05  # 0.698 against 0.621
 
 
 def test_a_stationary_stream_starts_no_fresh_head():

@@ -161,9 +161,9 @@ def test_the_head_learns_from_a_sample_of_a_large_chunk(digits, monkeypatch):
     X, y = digits
     monkeypatch.setattr(learner_module, "HEAD_ROWS", 64)
     shapes = []
-    features = learner_module.features
+    features = learner_module.head_features
     monkeypatch.setattr(
-        learner_module, "features", lambda *a: shapes.append(len(a[1])) or features(*a)
+        learner_module, "head_features", lambda *a: shapes.append(len(a[1])) or features(*a)
     )
 
     def stream(seed, w=None):

@@ -247,3 +247,100 @@ def test_a_wider_input_samples_fewer_rows_and_solves_less_often():
     assert covariance_rows(256) == 256 and solve_spacing(256) == 1.0
     assert covariance_rows(512) == 64 and solve_spacing(512) == 8.0
     assert covariance_rows(4096) == 16 and solve_spacing(32) == 1.0
+
+
+# --------------------------------------------------------------------------- from scratch
+def _switching(seed=0, n=6000, switch=3000):
+    """Three classes; from row ``switch`` every label moves to the next class."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n, 10, n_informative=6, n_classes=3, n_clusters_per_class=1, random_state=seed
+    )
+    return X, np.where(np.arange(n) >= switch, (y + 1) % 3, y)
+
+
+def _stream(clf, X, y, start, stop, chunk=100, each=None):
+    for s in range(start, stop, chunk):
+        clf.partial_fit(X[s : s + chunk], y[s : s + chunk])
+        if each is not None:
+            each(clf, s)
+
+
+def test_from_scratch_the_candidates_start_at_the_first_concept_change():
+    from skocl._lda_head import REFRESH_ROWS
+
+    X, y = _switching()
+    clf = OnlineFineTuneClassifier(random_state=0)
+    clf.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
+    before = []
+    _stream(clf, X, y, 100, 3000, each=lambda c, s: before.append(c.learner_.rates.off))
+    assert all(before) and clf.learner_.rates.weight is None  # still learning: none
+    assert clf.head_lr_ == clf.head_lr
+    _stream(clf, X, y, 3000, 5000)
+    rates = clf.learner_.rates
+    assert not rates.off and rates.refresh and rates.lda.max_rows == REFRESH_ROWS
+    # Scaled down at each solve: at most the rows joined since over REFRESH_ROWS.
+    assert float(rates.lda.counts.sum()) <= REFRESH_ROWS + rates.lda.pending + 1e-6
+    assert clf.score(X[5000:], y[5000:]) > 0.88  # 0.906 (head_rates=(1.0,): 0.888)
+
+
+def test_a_stationary_stream_starts_no_candidates(digits):
+    X, y = digits
+    clf = OnlineFineTuneClassifier(random_state=0)
+    clf.partial_fit(X[:100], y[:100])
+    _stream(clf, X, y, 100, len(y))
+    assert clf.learner_.rates.off and clf.learner_.rates.weight is None
+
+
+def test_started_at_a_change_it_counts_the_replayed_rows_too():
+    from skocl._head_rates import HeadRates
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(6, 3)
+    feats, y = torch.randn(40, 6), torch.arange(40) % 3
+    counted = {}
+    for refresh in (False, True):
+        rates = HeadRates()
+        if refresh:
+            rates.off = True  # a head learning from scratch
+            rates.start_at_change(head, "adam")
+        else:
+            rates.start(head, "adam", True)
+        gen = torch.Generator().manual_seed(0)
+        rates.fine_tune(head, feats, y, None, 1, None, 1e-2, 0.0, False, new=10, gen=gen)
+        counted[refresh] = float(rates.lda.counts.sum())
+    assert counted == {False: 10.0, True: 40.0}  # the chunk's 10 rows, or all 40
+
+
+def test_candidates_started_at_a_change_are_saved_and_put_back_by_a_failed_call(
+    tmp_path, monkeypatch
+):
+    import skocl
+    from skocl._continual import ReplayMemory
+
+    X, y = _switching()
+    clf = OnlineFineTuneClassifier(random_state=0)
+    clf.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
+    _stream(clf, X, y, 100, 3000)
+    before = clf.learner_.rates.state_dict()
+    weights = [p.detach().clone() for p in clf.module_.parameters()]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("offer failed")
+
+    with monkeypatch.context() as m:  # the call that finds the change fails
+        m.setattr(ReplayMemory, "offer", broken)
+        for s in range(3000, 3300, 100):
+            with pytest.raises(RuntimeError, match="offer failed"):
+                clf.partial_fit(X[s : s + 100], y[s : s + 100])
+            assert_same_tree(before, clf.learner_.rates.state_dict())
+            assert all(torch.equal(a, b) for a, b in zip(weights, clf.module_.parameters()))
+    _stream(clf, X, y, 3000, 3500)
+    assert clf.learner_.rates.refresh
+    again = skocl.load(skocl.save(clf, tmp_path / "model.skocl"))
+    assert again.learner_.rates.refresh
+    assert again.learner_.rates.lda.max_rows == clf.learner_.rates.lda.max_rows
+    _stream(clf, X, y, 3500, 4500)
+    _stream(again, X, y, 3500, 4500)
+    np.testing.assert_array_equal(clf.predict_proba(X[5000:]), again.predict_proba(X[5000:]))
