@@ -280,6 +280,7 @@ def test_from_scratch_the_candidates_start_at_the_first_concept_change():
     _stream(clf, X, y, 3000, 5000)
     rates = clf.learner_.rates
     assert not rates.off and rates.refresh and rates.lda.max_rows == REFRESH_ROWS
+    assert rates.rates == (1.0,) and rates.weight.shape[0] == 1  # one copy, at head_lr
     # Scaled down at each solve: at most the rows joined since over REFRESH_ROWS.
     assert float(rates.lda.counts.sum()) <= REFRESH_ROWS + rates.lda.pending + 1e-6
     assert clf.score(X[5000:], y[5000:]) > 0.88  # 0.906 (head_rates=(1.0,): 0.888)
