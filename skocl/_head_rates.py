@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._lda_head import REFRESH_ROWS, StreamingLDA
+from ._lda_head import REFRESH_ROWS, REFRESH_SHARE, StreamingLDA
 from ._steps import adam_kernel, all_finite
 
 # Multiples of ``head_lr`` at which copies of the head are fine-tuned side by side.
@@ -121,7 +121,7 @@ class HeadRates:
         """The served multiple of ``head_lr`` (nan while the closed-form head serves)."""
         return self.rates[self.current] if self.current < len(self.rates) else math.nan
 
-    def start(self, head, optimizer: str, trained: bool, memory=None, max_rows=None) -> None:
+    def start(self, head, optimizer: str, trained: bool, memory=None, refresh=False) -> None:
         """At the first update: copy ``head`` when it is ``trained`` (by a ``fit`` that
         converged, or a user's network), a plain ``nn.Linear`` with a bias, and the
         ``optimizer`` is Adam or AdamW, serving the lowest rate first. Otherwise the
@@ -129,8 +129,9 @@ class HeadRates:
         a ``fit`` that stopped at ``max_iter``, is still learning, and there a slow copy
         looks better on the next chunks than it ends up (see the user guide).
         ``memory``: None, or ``(feats, y, gen)``, the replay memory's rows' features and
-        class indices, from which the closed-form candidate starts; ``max_rows``: its
-        statistics' most rows (None: ``MAX_ROWS``)."""
+        class indices, from which the closed-form candidate starts; ``refresh``: it
+        keeps at most ``REFRESH_ROWS`` rows and is solved every ``REFRESH_SHARE`` of
+        them."""
         if self.weight is not None or self.off:
             return
         plain = type(head) is nn.Linear and head.bias is not None
@@ -145,7 +146,8 @@ class HeadRates:
         self.current = int(np.argmin(self.rates))
         if self.wants_lda:
             c, h = head.weight.shape
-            lda = StreamingLDA.empty(c, h, head.weight.device, max_rows)
+            limits = (REFRESH_ROWS, REFRESH_SHARE) if refresh else (None, None)
+            lda = StreamingLDA.empty(c, h, head.weight.device, *limits)
             if memory is not None:
                 feats, y, gen = memory
                 lda = lda.added(feats, y, None, gen, cov_rows=None)  # once: each row
@@ -157,7 +159,8 @@ class HeadRates:
         ``fit`` that stopped at ``max_iter``): the candidates start from ``head`` as
         after a ``fit`` (:meth:`start`), but with one copy only, at the rate nearest 1
         (``rates`` becomes that one), the closed-form one keeping at most
-        ``REFRESH_ROWS`` rows, and ``refresh`` set. Such a head is still learning,
+        ``REFRESH_ROWS`` rows (solved every ``REFRESH_SHARE`` of them), and ``refresh``
+        set. Such a head is still learning,
         where a slow copy misleads; after a concept change it learns a new concept,
         where the closed-form candidate catches up within a few chunks (DEFAULTS.md,
         "Candidates at a concept change": issue 10's river protocol 0.867 to 0.876,
@@ -171,7 +174,7 @@ class HeadRates:
         self.steps = np.zeros(1, dtype=np.int64)
         self.errors = np.zeros(1 + self.wants_lda)
         self.off = False
-        self.start(head, optimizer, True, memory, REFRESH_ROWS)
+        self.start(head, optimizer, True, memory, refresh=True)
         self.refresh = self.weight is not None
         if not self.refresh:  # not a head to copy: off again, as it was
             self.rates, self.steps = rates, np.zeros(len(rates), dtype=np.int64)

@@ -28,6 +28,11 @@ MAX_ROWS = 10_000.0
 # DEFAULTS.md, "Candidates at a concept change"): 1,000, 2,000, 4,000 and 10,000 gave
 # prequential means of 0.877, 0.876, 0.874 and 0.872 (Sine 0.958, 0.954, 0.945, 0.936).
 REFRESH_ROWS = 2_000.0
+# Such a candidate is solved again once rows weighing this share of its statistics have
+# joined (RESOLVE_SHARE for the others): a 32-row call after a concept change cost 1.9
+# times one without candidates with 0.1, most of it in solves every fourth call, and
+# the protocol above read 0.875 against 0.876 with 0.25 (DEFAULTS.md).
+REFRESH_SHARE = 0.25
 # The weights are solved again (a Cholesky factorisation, about 0.5 ms at width 256)
 # once rows weighing this share of the statistics, or RESOLVE_ROWS, have joined, and
 # when a class has its first rows. RESOLVE_ROWS 1,024 rather than 256: a 32-row call
@@ -93,24 +98,28 @@ class StreamingLDA:
         Weight of the rows joined since the last solve.
     max_rows : float or None
         The most rows' weight the statistics keep (None: ``MAX_ROWS``).
+    share : float or None
+        The share of the statistics' weight that joins between solves (None:
+        ``RESOLVE_SHARE``).
     """
 
     def __init__(self, counts, sums, cov_counts, cov_sums, scatter, weight=None, bias=None,
-                 pending=0.0, buffer=(), max_rows=None) -> None:  # fmt: skip
+                 pending=0.0, buffer=(), max_rows=None, share=None) -> None:  # fmt: skip
         self.counts, self.sums = counts, sums
         self.cov_counts, self.cov_sums, self.scatter = cov_counts, cov_sums, scatter
         self.weight, self.bias = weight, bias
         self.pending = float(pending)
         self.buffer = tuple(buffer)
         self.max_rows = None if max_rows is None else float(max_rows)
+        self.share = None if share is None else float(share)
 
     @classmethod
-    def empty(cls, n_classes: int, width: int, device, max_rows=None) -> StreamingLDA:
+    def empty(cls, n_classes: int, width: int, device, max_rows=None, share=None) -> StreamingLDA:
         zeros = dict(dtype=torch.float64, device=device)
         return cls(
             torch.zeros(n_classes, **zeros), torch.zeros(n_classes, width, **zeros),
             torch.zeros(n_classes, **zeros), torch.zeros(n_classes, width, **zeros),
-            torch.zeros(width, width, **zeros), max_rows=max_rows,
+            torch.zeros(width, width, **zeros), max_rows=max_rows, share=share,
         )  # fmt: skip
 
     def _with(self, **changes) -> StreamingLDA:
@@ -118,6 +127,7 @@ class StreamingLDA:
             counts=self.counts, sums=self.sums, cov_counts=self.cov_counts,
             cov_sums=self.cov_sums, scatter=self.scatter, weight=self.weight,
             bias=self.bias, pending=self.pending, buffer=self.buffer, max_rows=self.max_rows,
+            share=self.share,
         )  # fmt: skip
         return StreamingLDA(**{**fields, **changes})
 
@@ -165,7 +175,8 @@ class StreamingLDA:
         )  # fmt: skip
         total, width = float(counts.sum()), self.scatter.shape[0]
         new_class = bool(((counts > 0) & (self.counts <= 0)).any())
-        due = out.pending >= min(RESOLVE_SHARE * total, RESOLVE_ROWS) * solve_spacing(width)
+        share = RESOLVE_SHARE if self.share is None else self.share
+        due = out.pending >= min(share * total, RESOLVE_ROWS) * solve_spacing(width)
         if out.weight is None or new_class or due:  # a class's first rows: its weights
             out = out._solved(feats.dtype)
         return out
@@ -291,7 +302,7 @@ class StreamingLDA:
             "counts": self.counts, "sums": self.sums, "cov_counts": self.cov_counts,
             "cov_sums": self.cov_sums, "scatter": self.scatter, "weight": self.weight,
             "bias": self.bias, "pending": self.pending, "buffer": buffer,
-            "max_rows": self.max_rows,
+            "max_rows": self.max_rows, "share": self.share,
         }  # fmt: skip
 
     @classmethod
@@ -305,7 +316,7 @@ class StreamingLDA:
             to(state["cov_sums"]), to(state["scatter"]), to(state["weight"]),
             to(state["bias"]), state["pending"],
             () if buffer is None else ((to(buffer["feats"]), to(buffer["y"]), to(buffer["w"])),),
-            state.get("max_rows"),  # none in a file written before it could differ
+            state.get("max_rows"), state.get("share"),  # none in a file written before them
         )  # fmt: skip
 
 

@@ -268,7 +268,7 @@ def _stream(clf, X, y, start, stop, chunk=100, each=None):
 
 
 def test_from_scratch_the_candidates_start_at_the_first_concept_change():
-    from skocl._lda_head import REFRESH_ROWS
+    from skocl._lda_head import REFRESH_ROWS, REFRESH_SHARE
 
     X, y = _switching()
     clf = OnlineFineTuneClassifier(random_state=0)
@@ -280,6 +280,7 @@ def test_from_scratch_the_candidates_start_at_the_first_concept_change():
     _stream(clf, X, y, 3000, 5000)
     rates = clf.learner_.rates
     assert not rates.off and rates.refresh and rates.lda.max_rows == REFRESH_ROWS
+    assert rates.lda.share == REFRESH_SHARE
     assert rates.rates == (1.0,) and rates.weight.shape[0] == 1  # one copy, at head_lr
     # Scaled down at each solve: at most the rows joined since over REFRESH_ROWS.
     assert float(rates.lda.counts.sum()) <= REFRESH_ROWS + rates.lda.pending + 1e-6
@@ -342,6 +343,7 @@ def test_candidates_started_at_a_change_are_saved_and_put_back_by_a_failed_call(
     again = skocl.load(skocl.save(clf, tmp_path / "model.skocl"))
     assert again.learner_.rates.refresh
     assert again.learner_.rates.lda.max_rows == clf.learner_.rates.lda.max_rows
+    assert again.learner_.rates.lda.share == clf.learner_.rates.lda.share
     _stream(clf, X, y, 3500, 4500)
     _stream(again, X, y, 3500, 4500)
     np.testing.assert_array_equal(clf.predict_proba(X[5000:]), again.predict_proba(X[5000:]))
