@@ -149,8 +149,10 @@ class OnlineFineTuneClassifier(
         discriminant analysis of the trunk's features (Deep SLDA) over every row seen
         since ``fit``; the candidate with the lowest recent prequential error predicts
         (``head_lr_``). ``(1.0,)`` fine-tunes the head at ``head_lr`` alone. Only a
-        trained head has candidates, and with ``fusion`` the closed-form one does not
-        serve. See the user guide's "Choosing the head's rate".
+        trained head has candidates, or a head learning from scratch after its first
+        concept change (then one copy, at ``head_lr``, and the closed-form one); with
+        ``fusion`` the closed-form one does not serve. See the user guide's "Choosing
+        the head's rate".
     memory_size : int, default=2000
         Rows kept in the replay memory, replayed in every ``partial_fit`` against
         forgetting; ``fit`` fills it with a sample of its training rows. ``0`` turns
@@ -326,9 +328,23 @@ class OnlineFineTuneClassifier(
     >>> clf.fresh_heads_, bool(clf.score(X[1700:], (y[1700:] + 1) % 10) > 0.85)
     (1, True)
 
-    Several tasks over one trunk, a head each (NaN: a missing label):
+    From scratch the head has no candidates (``head_lr`` alone) until its first
+    concept change; then the closed-form head starts, and serves once it leads.
 
     >>> import numpy as np
+    >>> scratch = OnlineFineTuneClassifier(random_state=0)
+    >>> for start in range(0, 1000, 100):
+    ...     part = slice(start, start + 100)
+    ...     scratch = scratch.partial_fit(X[part], y[part], np.arange(10))
+    >>> scratch.head_lr_
+    0.01
+    >>> for start in range(1000, 1700, 100):
+    ...     scratch = scratch.partial_fit(X[start:start + 100], (y[start:start + 100] + 1) % 10)
+    >>> scratch.head_lr_, bool(scratch.score(X[1700:], (y[1700:] + 1) % 10) > 0.9)
+    (nan, True)
+
+    Several tasks over one trunk, a head each (NaN: a missing label):
+
     >>> Y = np.column_stack([y, y % 2]).astype(float)
     >>> Y[::2, 0] = np.nan
     >>> multi = OnlineFineTuneClassifier(random_state=0).fit(X[:1000], Y[:1000])

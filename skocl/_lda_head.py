@@ -25,13 +25,15 @@ MAX_ROWS = 10_000.0
 # The rows' weight kept by a candidate that started at a concept change of a model
 # learning from scratch (HeadRates.start_at_change): its trunk still learns, so older
 # features go stale sooner. Chosen at issue 10's 20,000-row river protocol (5 seeds;
-# DEFAULTS.md, "Candidates at a concept change"): 1,000, 2,000, 4,000 and 10,000 gave
-# prequential means of 0.877, 0.876, 0.874 and 0.872 (Sine 0.958, 0.954, 0.945, 0.936).
+# DEFAULTS.md, "Candidates at a concept change"; three copies, solves every tenth):
+# 1,000, 2,000, 4,000 and 10,000 gave prequential means of 0.877, 0.876, 0.874 and
+# 0.872 (Sine 0.958, 0.954, 0.945, 0.936). 1,000 (with solves every half) cost
+# class-incremental digits' new classes 0.976 to 0.958: ten classes share the rows.
 REFRESH_ROWS = 2_000.0
 # Such a candidate is solved again once rows weighing this share of its statistics have
-# joined (RESOLVE_SHARE for the others): a 32-row call after a concept change cost 1.9
-# times one without candidates with 0.1, most of it in solves every fourth call, and
-# the protocol above read 0.875 against 0.876 with 0.25 (DEFAULTS.md).
+# joined (RESOLVE_SHARE for the others): a 32-row call after a concept change cost 1.90
+# times one without candidates with 0.1, most of it in solves every fourth call, 1.67
+# with 0.25 (bench_after_change.py), and the protocol above read 0.8753 against 0.876.
 REFRESH_SHARE = 0.25
 # The weights are solved again (a Cholesky factorisation, about 0.5 ms at width 256)
 # once rows weighing this share of the statistics, or RESOLVE_ROWS, have joined, and
