@@ -8,8 +8,11 @@ rows x 20 features on a model fitted on 2,000 rows (``memory_size=0,
 drift_detector=None``, the speed benchmark's "core"); and ``partial_fit`` of 32 rows
 of digits with the defaults after a ``fit`` on 500 rows that converges (the path of a
 pretrained start: replay, drift detection and the head's copies at several rates),
-cycling over 200 chunks. Rounds go commit by commit, so load drifts hit every commit
-alike; the table gives the median over rounds.
+cycling over 200 chunks; and the defaults from scratch on 10,000-row chunks of
+``make_drift_stream`` (issue 10's target 2a), as a ratio of rows/s to
+``MLPClassifier().partial_fit`` on the same chunks, the two interleaved (5 pairs of 3
+calls, medians). Rounds go commit by commit, so load drifts hit every commit alike;
+the table gives the median over rounds.
 
     .venv/bin/python benchmarks/bench_ab.py 5442147 a3ea343^ HEAD
 """
@@ -51,9 +54,25 @@ calls = iter(range(10**9))
 def fitted_call():
     Xk, yk = chunks[next(calls) % len(chunks)]
     fitted.partial_fit(Xk, yk)
+from sklearn.neural_network import MLPClassifier
+from skocl.datasets import make_drift_stream
+Xb, yb, _ = make_drift_stream(80_000, 20, 4, drift_points=(), random_state=0)
+big = [(Xb[i : i + 10_000], yb[i : i + 10_000]) for i in range(0, 80_000, 10_000)]
+large = OnlineFineTuneClassifier(random_state=0).partial_fit(*big[0], classes=np.arange(4))
+mlp = MLPClassifier(random_state=0).partial_fit(*big[0], classes=np.arange(4))
+def cycling(model):
+    calls = iter(range(10**9))
+    return lambda: model.partial_fit(*big[1 + next(calls) % 7])
+large_call, mlp_call = cycling(large), cycling(mlp)
+times = {"large": [], "mlp": []}
+for _ in range(5):  # interleaved: the ratio sees the same load
+    times["large"].append(per_call(large_call, 3, reps=1))
+    times["mlp"].append(per_call(mlp_call, 3, reps=1))
 _out = json.dumps({"predict_1": per_call(lambda: clf.predict(x1), 3000),
                    "partial_fit_32": per_call(lambda: clf.partial_fit(Xc, yc), 200),
-                   "fitted_defaults_32": per_call(fitted_call, 100)})
+                   "fitted_defaults_32": per_call(fitted_call, 100),
+                   "defaults_10000_vs_mlp": float(np.median(times["mlp"]))
+                   / float(np.median(times["large"]))})
 """
 
 # The child also says which skocl it imported, checked against the commit's worktree.
@@ -107,15 +126,20 @@ def main() -> None:
                 subprocess.run(["git", "-C", root, "worktree", "remove", "--force", tree])
     print(
         "| commit | predict 1 row, µs (rounds) | partial_fit 32 rows, µs (rounds) "
-        "| defaults after fit: partial_fit 32 rows, µs (rounds) |"
+        "| defaults after fit: partial_fit 32 rows, µs (rounds) "
+        "| defaults from scratch, 10,000-row chunks: rows/s / MLPClassifier's (rounds) |"
     )
-    print("|---|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|")
     for commit, rs in results.items():
         cells = []
-        for key in ("predict_1", "partial_fit_32", "fitted_defaults_32"):
+        for key in ("predict_1", "partial_fit_32", "fitted_defaults_32", "defaults_10000_vs_mlp"):
             values = sorted(r[key] for r in rs)
-            rounds = ", ".join(f"{r[key]:.0f}" if r[key] > 100 else f"{r[key]:.1f}" for r in rs)
             median = values[len(values) // 2]
+            if key == "defaults_10000_vs_mlp":
+                rounds = ", ".join(f"{r[key]:.3f}" for r in rs)
+                cells.append(f"{median:.3f} ({rounds})")
+                continue
+            rounds = ", ".join(f"{r[key]:.0f}" if r[key] > 100 else f"{r[key]:.1f}" for r in rs)
             cells.append(f"{median:.1f} ({rounds})")
         print(f"| `{commit}` | {' | '.join(cells)} |")
 
