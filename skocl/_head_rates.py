@@ -160,11 +160,10 @@ class HeadRates:
         after a ``fit`` (:meth:`start`), but with one copy only, at the rate nearest 1
         (``rates`` becomes that one), the closed-form one keeping at most
         ``REFRESH_ROWS`` rows (solved every ``REFRESH_SHARE`` of them), and ``refresh``
-        set. Such a head is still learning,
-        where a slow copy misleads; after a concept change it learns a new concept,
-        where the closed-form candidate catches up within a few chunks (DEFAULTS.md,
-        "Candidates at a concept change": issue 10's river protocol 0.867 to 0.876,
-        Sine 0.921 to 0.954)."""
+        set. Such a head is still learning, where a slow copy misleads; after a concept
+        change it learns a new concept, where the closed-form candidate catches up
+        within a few chunks (DEFAULTS.md, "Candidates at a concept change": issue 10's
+        river protocol 0.867 to 0.875, Sine 0.921 to 0.952)."""
         if not self.off or self.weight is not None:
             return
         rates = self.rates

@@ -222,8 +222,7 @@ class OnlineLearner:
         if len(rates.spec) < 2 or not (s.head_steps and s.head_lr > 0):
             return
         with self.rng.generator() as gen:
-            memory = self._memory_features(gen) if rates.wants_lda else None
-            rates.start_at_change(self.head, s.optimizer, memory)
+            rates.start_at_change(self.head, s.optimizer, self._memory_features(gen))
 
     def _memory_features(self, gen):
         """``(feats, y, gen)``: the trunk's features of the replay memory's rows (a
