@@ -59,6 +59,19 @@ FISHER_ROWS = 256
 HEAD_ROWS = 4096
 
 
+def _new_classes(labels: np.ndarray, held: np.ndarray, s: Settings) -> bool:
+    """Whether a chunk's ``labels`` hold a class that no earlier chunk showed (``held``:
+    the replay memory's rows seen per class, counted only with a memory: without one,
+    False). A drift that brings new classes is a class-incremental step, where a head
+    fine-tuned on the chunk leans to the new classes and the closed-form one, whose
+    classes weigh equally, does not (DEFAULTS.md, "Candidates at a concept change":
+    Split-Digits 0.937 to 0.964)."""
+    if not s.memory_size:
+        return False
+    shown = np.unique(labels)
+    return bool((shown >= len(held)).any() or (held[shown[shown < len(held)]] == 0).any())
+
+
 class OnlineLearner:
     """The network (a trunk and a head), their optimizers, a private random stream and
     the continual components: the replay ``memory``, the ``anchor`` (the pretrained
@@ -209,13 +222,14 @@ class OnlineLearner:
         return not rates.off
 
     def _start_rates_at_change(self, s: Settings) -> None:
-        """At a concept change, the candidates of a head that keeps ``head_lr`` alone
-        (from scratch, or after a ``fit`` that stopped at ``max_iter``) start
-        (:meth:`HeadRates.start_at_change`) from the replay memory's rows that are left,
-        and learn from the next update on; only where the closed-form candidate is one
-        of them and can serve (no ``fusion``): the copies alone, with EMA fusion, fell
-        behind ``head_lr`` alone (tests/test_golden.py's growth scenario, 0.385 against
-        0.565 accuracy; DEFAULTS.md, "Candidates at a concept change")."""
+        """At a concept change, or a drift that brings new classes, the candidates of a
+        head that keeps ``head_lr`` alone (from scratch, or after a ``fit`` that stopped
+        at ``max_iter``) start (:meth:`HeadRates.start_at_change`) from the replay
+        memory's rows that are left, and learn from the next update on; only where the
+        closed-form candidate is one of them and can serve (no ``fusion``): the copies
+        alone, with EMA fusion, fell behind ``head_lr`` alone (tests/test_golden.py's
+        growth scenario, 0.385 against 0.565 accuracy; DEFAULTS.md, "Candidates at a
+        concept change")."""
         rates = self.rates
         if not (rates.off and rates.wants_lda and s.fusion is None):
             return
@@ -280,12 +294,16 @@ class OnlineLearner:
                 # Same inputs, other labels: the rows of the chunk's classes go, and
                 # a fresh head learns the new concept (new inputs keep both).
                 held = self.memory.seen.numpy().copy()  # classes held before forgetting
-                if len(self.memory) and self.memory.forget_contradicted(rows.numpy(), rows.labels):
+                changed = bool(len(self.memory)) and self.memory.forget_contradicted(
+                    rows.numpy(), rows.labels
+                )  # fmt: skip
+                if changed:
                     if fresh:
                         self.fresh.begin(self.head, rows.labels, held)
                     if self.rates is not None:
                         self.rates.forget(np.unique(rows.labels))
-                        self._start_rates_at_change(s)
+                if self.rates is not None and (changed or _new_classes(rows.labels, held, s)):
+                    self._start_rates_at_change(s)
                 self.fusion.restart()
             return
         labels = rows.labels
