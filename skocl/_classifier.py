@@ -150,7 +150,8 @@ class OnlineFineTuneClassifier(
         since ``fit``; the candidate with the lowest recent prequential error predicts
         (``head_lr_``). ``(1.0,)`` fine-tunes the head at ``head_lr`` alone. Only a
         trained head has candidates, or a head learning from scratch after its first
-        concept change (then one copy, at ``head_lr``, and the closed-form one); with
+        concept change or drift with new classes (then one copy, at ``head_lr``, and
+        the closed-form one); with
         ``fusion`` the closed-form one does not serve. See the user guide's "Choosing
         the head's rate".
     memory_size : int, default=2000
