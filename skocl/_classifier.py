@@ -151,9 +151,8 @@ class OnlineFineTuneClassifier(
         (``head_lr_``). ``(1.0,)`` fine-tunes the head at ``head_lr`` alone. Only a
         trained head has candidates, or a head learning from scratch after its first
         concept change or drift with new classes (then one copy, at ``head_lr``, and
-        the closed-form one); with
-        ``fusion`` the closed-form one does not serve. See the user guide's "Choosing
-        the head's rate".
+        the closed-form one); with ``fusion`` the closed-form one does not serve. See
+        the user guide's "Choosing the head's rate".
     memory_size : int, default=2000
         Rows kept in the replay memory, replayed in every ``partial_fit`` against
         forgetting; ``fit`` fills it with a sample of its training rows. ``0`` turns

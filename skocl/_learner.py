@@ -64,8 +64,8 @@ def _new_classes(labels: np.ndarray, held: np.ndarray, s: Settings) -> bool:
     the replay memory's rows seen per class, counted only with a memory: without one,
     False). A drift that brings new classes is a class-incremental step, where a head
     fine-tuned on the chunk leans to the new classes and the closed-form one, whose
-    classes weigh equally, does not (DEFAULTS.md, "Candidates at a concept change":
-    Split-Digits 0.937 to 0.964)."""
+    classes weigh equally, does not (DEFAULTS.md, "New classes too": Split-Digits
+    0.937 to 0.964)."""
     if not s.memory_size:
         return False
     shown = np.unique(labels)
