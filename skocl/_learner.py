@@ -59,6 +59,13 @@ FISHER_ROWS = 256
 HEAD_ROWS = 4096
 
 
+def _rates_apply(rates, s: Settings) -> bool:
+    """Whether the head's candidates (:class:`HeadRates` ``rates``, None of several
+    tasks) apply under settings ``s``: several entries in ``head_rates``, and a head
+    fine-tune that moves the head."""
+    return rates is not None and len(rates.spec) >= 2 and bool(s.head_steps and s.head_lr > 0)
+
+
 def _new_classes(labels: np.ndarray, held: np.ndarray, s: Settings) -> bool:
     """Whether a chunk's ``labels`` hold a class that no earlier chunk showed (``held``:
     the replay memory's rows seen per class, counted only with a memory: without one,
@@ -211,7 +218,7 @@ class OnlineLearner:
     def _several_rates(self, s: Settings) -> bool:
         """Whether this update fine-tunes the head at several rates (:class:`HeadRates`)."""
         rates = self.rates
-        if rates is None or len(rates.spec) < 2 or not (s.head_steps and s.head_lr > 0):
+        if not _rates_apply(rates, s):
             return False
         if rates.weight is None and not rates.off:
             with self.rng.generator() as gen:
@@ -231,9 +238,7 @@ class OnlineLearner:
         growth scenario, 0.385 against 0.565 accuracy; DEFAULTS.md, "Candidates at a
         concept change")."""
         rates = self.rates
-        if not (rates.off and rates.wants_lda and s.fusion is None):
-            return
-        if len(rates.spec) < 2 or not (s.head_steps and s.head_lr > 0):
+        if not (_rates_apply(rates, s) and rates.off and rates.wants_lda and s.fusion is None):
             return
         with self.rng.generator() as gen:
             rates.start_at_change(self.head, s.optimizer, self._memory_features(gen))
