@@ -10,7 +10,7 @@ from torch import nn
 import skocl
 from skocl import OnlineFineTuneClassifier
 from skocl._continual import Anchor, ReplayMemory, head_replay
-from skocl._drift import HISTORY, LEVEL_WEIGHT, REACTION_Z, DriftMonitor
+from skocl._drift import HISTORY, LEVEL_WEIGHT, REACTION_REL, REACTION_Z, DriftMonitor
 from skocl._fusion import EMAFusion, NoFusion, WiSEFusion, make_fusion
 from skocl.datasets import make_drift_stream
 
@@ -46,14 +46,31 @@ def test_monitor_reacts_only_when_the_error_rises_above_its_level():
 
 
 def test_a_rise_within_the_noise_of_a_chunk_is_no_reaction():
-    n, level = 1000, 0.2
+    # 50 rows: the chunk's standard error sets the margin.
+    n, level = 50, 0.2
     margin = REACTION_Z * np.sqrt(level * (1 - level) / n)
+    assert margin > REACTION_REL * level
     for rate, reacts in ((level + 0.5 * margin, False), (level + 2 * margin, True)):
         monitor = DriftMonitor(FireOn(n))
         monitor.level = level
         errors = np.arange(n) < round(rate * n)
         assert monitor.observe(errors, seen=0) is reacts
         assert monitor.drifts == [n]  # the detection is recorded either way
+
+
+def test_a_rise_of_a_small_share_of_the_level_is_no_reaction():
+    # 10,000 rows: a rise beyond the noise but under REACTION_REL of the level is not
+    # acted on (a long stationary stream brings such detections), a larger one is.
+    n, level = 10_000, 0.2
+    noise = REACTION_Z * np.sqrt(level * (1 - level) / n)
+    floor = REACTION_REL * level
+    assert 4 * noise < floor
+    for rate, reacts in ((level + 4 * noise, False), (level + 1.5 * floor, True)):
+        monitor = DriftMonitor(FireOn(n))
+        monitor.level = level
+        errors = np.arange(n) < round(rate * n)
+        assert monitor.observe(errors, seen=0) is reacts
+        assert monitor.drifts == [n]
 
 
 def test_monitor_state_is_bounded_and_restores_the_recent_errors():
