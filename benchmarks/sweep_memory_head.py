@@ -1,0 +1,162 @@
+"""A memory head, which the library does not have: measured through ``bench_defaults.py``
+with the learner patched for the run (issue 10, target 5a; DEFAULTS.md, "A memory head:
+measured, not taken").
+
+Every ``--every`` updates, the patched learner solves linear discriminant analysis
+(:class:`skocl._lda_head.StreamingLDA`, every row in the covariance) on the trunk's
+features of the whole replay memory, as the trunk is now: the classes' means come from
+the rows kept of every task, with features that are never stale (iCaRL's
+nearest-mean-of-exemplars classifier is of this kind; Rebuffi et al., CVPR 2017). It
+serves the head and that solution together: their logits summed, which is one linear
+layer, so a prediction costs what it did. Each chunk is first scored by the head and by
+the sum; the sum serves unless its running error (weight 0.5 on the newest chunk, as
+:class:`~skocl._head_rates.HeadRates`) exceeds the head's by more than ``--gate-z``
+binomial standard errors, and serves again once it is not above the head's. The drift
+monitor is fed the head's errors (a switch of the served weights is no drift), and a
+reaction that drops replay rows drops the solution until the next solve.
+
+Everything after ``--`` goes to ``bench_defaults.py``::
+
+    python benchmarks/sweep_memory_head.py --every 8 -- --parts continual --no-peers \\
+        --seeds 5 --no-baseline --candidate "memory_size=2000"
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from skocl import _learner  # noqa: E402
+from skocl._lda_head import StreamingLDA  # noqa: E402
+
+DECAY = 0.5
+
+
+class MemoryHead:
+    """The patched learner's state: the solution, the running errors, what serves."""
+
+    def __init__(self) -> None:
+        self.weight = self.bias = self.served = self.errors = None
+        self.updates = 0
+        self.summed = False
+
+    def solve(self, learner) -> None:
+        memory = learner.memory
+        c, width = learner.head.weight.shape
+        with torch.no_grad():
+            feats = learner.trunk(memory.X)
+        gen = torch.Generator().manual_seed(self.updates)
+        lda = StreamingLDA.empty(c, width, feats.device).added(
+            feats, memory.y, None, gen, cov_rows=None
+        )  # a first solve: added() solves
+        self.weight, self.bias = lda.weight, lda.bias
+
+    def score(self, learner, rows, gate_z: float) -> None:
+        with torch.no_grad():
+            feats = learner.trunk(rows.X)
+            z = learner.head(feats)
+            both = z + torch.addmm(self.bias, feats, self.weight.t())
+            if learner.mask is not None:
+                z, both = z + learner.mask, both + learner.mask
+            errors = np.array(
+                [float((z.argmax(1) != rows.y).float().mean()),
+                 float((both.argmax(1) != rows.y).float().mean())]
+            )  # fmt: skip
+        self.errors = errors if self.errors is None else DECAY * self.errors + (1 - DECAY) * errors
+        p = min(max(float(self.errors[1 if self.summed else 0]), 1e-3), 1 - 1e-3)
+        margin = gate_z * math.sqrt(p * (1 - p) / len(rows.y))
+        if self.summed and self.errors[1] - self.errors[0] > margin:
+            self.summed = False
+        elif not self.summed and self.errors[1] <= self.errors[0]:
+            self.summed = True
+
+    def serve(self, learner) -> None:
+        self.served = None
+        if self.weight is None or not self.summed:
+            return
+        if self.weight.shape != learner.head.weight.shape:
+            return
+        head = copy.deepcopy(learner.head)
+        with torch.no_grad():
+            head.weight.add_(self.weight)
+            head.bias.add_(self.bias)
+        self.served = head
+
+    def drop(self) -> None:
+        self.weight = self.bias = self.served = self.errors = None
+        self.summed = False
+
+
+def patch(every: int, gate_z: float | None) -> None:
+    Learner = _learner.OnlineLearner
+    update, watch, served = Learner.update, Learner._watch, Learner.served
+
+    def state(self) -> MemoryHead:
+        if getattr(self, "_memory_head", None) is None:
+            self._memory_head = MemoryHead()
+        return self._memory_head
+
+    def _update(self, rows, **kwargs):
+        if self.tasks is not None or self.sparse or not self.settings.memory_size:
+            return update(self, rows, **kwargs)
+        mh = state(self)
+        if mh.weight is not None and mh.weight.shape == self.head.weight.shape:
+            if gate_z is None:
+                mh.summed = True
+            else:
+                mh.score(self, rows, gate_z)
+        out = update(self, rows, **kwargs)
+        mh.updates += 1
+        if len(self.memory) and (mh.weight is None or mh.updates % every == 0):
+            mh.solve(self)
+        mh.serve(self)
+        return out
+
+    def _watch(self, rows, s, seen, pred, fresh, positions):
+        mh = state(self)
+        held, kept = len(self.memory), mh.served
+        mh.served = None  # the head's errors feed the monitor
+        try:
+            watch(self, rows, s, seen, pred, fresh, positions)
+        finally:
+            mh.served = kept
+        if len(self.memory) < held:
+            mh.drop()
+
+    def _served(self):
+        trunk, head = served.fget(self)
+        mh = getattr(self, "_memory_head", None)
+        if mh is not None and mh.served is not None and head is self.head:
+            return trunk, mh.served
+        return trunk, head
+
+    Learner.update = _update
+    Learner._watch = _watch
+    Learner.served = property(_served)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--every", type=int, default=8, help="updates between solves")
+    parser.add_argument("--gate-z", type=float, default=1.0)
+    parser.add_argument("--no-gate", action="store_true", help="the sum always serves")
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    patch(args.every, None if args.no_gate else args.gate_z)
+    gate = "none" if args.no_gate else f"z={args.gate_z:g}"
+    print(f"memory head: a solve every {args.every} updates, gate {gate}")
+    importlib.import_module("bench_defaults").main(argv[split + 1 :])
+
+
+if __name__ == "__main__":
+    main()
