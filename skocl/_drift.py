@@ -17,9 +17,13 @@ LEVEL_WEIGHT = 0.2
 # than this many binomial standard errors of the rate, sqrt(level (1 - level) / n): a
 # chunk a little worse than usual, as a stationary stream gives now and then, does not
 # evict replay rows. Chosen by benchmarks/bench_defaults.py (issue 10, target 3a): 0.5
-# took the stationary streams' reactions to 0 (50,000 rows, 10 seeds, and 200,000 and
-# 1,000,000 rows, 3 seeds) with every other measured number unchanged; 1 and 2 were
-# also at 0 but slowed the reaction to the abrupt drift of bench_continual.py.
+# took the stationary streams' reactions to 0 at 50,000 rows (10 seeds) and 200,000
+# rows (3 seeds) with every other measured number unchanged (1,000,000 rows kept 0.3
+# reactions a stream, then 0.7 by 2026-12-06 17:00: REACTION_REL); 1 and 2 slowed the
+# reaction to the abrupt drift of bench_continual.py. 0.25 (2026-12-06 17:00) brought
+# the gradual drift stream of bench_continual.py from 0.701 to 0.710 but reacted 1.0
+# and 0.7 times on the 1,000,000-row streams (DEFAULTS.md, "A floor on the reaction
+# margin").
 REACTION_Z = 0.5
 # ... and by more than this share of the level: on a long stationary stream in large
 # chunks the standard error is small (0.6 points for 1,000 rows at 20 % error) and some
