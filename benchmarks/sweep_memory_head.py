@@ -13,7 +13,8 @@ the sum; the sum serves unless its running error (weight 0.5 on the newest chunk
 :class:`~skocl._head_rates.HeadRates`) exceeds the head's by more than ``--gate-z``
 binomial standard errors, and serves again once it is not above the head's. The drift
 monitor is fed the head's errors (a switch of the served weights is no drift), and a
-reaction that drops replay rows drops the solution until the next solve.
+reaction that drops replay rows drops the solution, solved again at the end of that
+update from the rows left.
 
 Everything after ``--`` goes to ``bench_defaults.py``::
 
