@@ -2,9 +2,11 @@
 with the learner patched for the run (issue 10, target 5a; DEFAULTS.md, "A memory head:
 measured, not taken").
 
-Every ``--every`` updates, the patched learner solves linear discriminant analysis
-(:class:`skocl._lda_head.StreamingLDA`, every row in the covariance) on the trunk's
-features of the whole replay memory, as the trunk is now: the classes' means come from
+Every ``--every`` updates, the patched learner solves linear discriminant analysis (the
+math of :class:`skocl._lda_head.StreamingLDA`, its shrinkage, every row in the
+covariance, equal priors) on the trunk's features of the whole replay memory, as the
+trunk is now; the covariance's factor is solved every ``--cov-every`` updates (default:
+``--every``) and kept between, the means each time. The classes' means come from
 the rows kept of every task, with features that are never stale (iCaRL's
 nearest-mean-of-exemplars classifier is of this kind; Rebuffi et al., CVPR 2017). It
 serves the head and that solution together: their logits summed, which is one linear
@@ -37,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from skocl import _learner  # noqa: E402
-from skocl._lda_head import StreamingLDA  # noqa: E402
+from skocl._lda_head import SHRINKAGE  # noqa: E402
 
 DECAY = 0.5
 
@@ -46,20 +48,39 @@ class MemoryHead:
     """The patched learner's state: the solution, the running errors, what serves."""
 
     def __init__(self) -> None:
-        self.weight = self.bias = self.served = self.errors = None
+        self.weight = self.bias = self.served = self.errors = self.factor = None
+        self.factor_classes = 0
         self.updates = 0
         self.summed = False
 
-    def solve(self, learner) -> None:
+    def solve(self, learner, cov_every: int) -> None:
+        """LDA on the features of every memory row (float64): the classes' means now,
+        the shrunk within-class covariance's factor now when due (every ``cov_every``
+        updates, or none kept), else the one kept."""
         memory = learner.memory
         c, width = learner.head.weight.shape
         with torch.no_grad():
-            feats = learner.trunk(memory.X)
-        gen = torch.Generator().manual_seed(self.updates)
-        lda = StreamingLDA.empty(c, width, feats.device).added(
-            feats, memory.y, None, gen, cov_rows=None
-        )  # a first solve: added() solves
-        self.weight, self.bias = lda.weight, lda.bias
+            feats = learner.trunk(memory.X).double()
+        y = memory.y
+        counts = torch.bincount(y, minlength=c).double()
+        has = counts > 0
+        sums = torch.zeros(c, width, dtype=feats.dtype).index_add_(0, y, feats)
+        mu = sums[has] / counts[has, None]
+        if self.factor is None or self.factor_classes != c or self.updates % cov_every == 0:
+            within = feats.t() @ feats - sums[has].t() @ mu
+            cov = within / max(len(y) - int(has.sum()), 1)
+            scale = float(torch.trace(cov)) / width
+            cov = (1 - SHRINKAGE) * cov
+            cov.diagonal().add_(SHRINKAGE * scale)
+            factor, info = torch.linalg.cholesky_ex(cov)
+            if int(info):
+                return
+            self.factor, self.factor_classes = factor, c
+        coef = torch.cholesky_solve(mu.t(), self.factor).t()
+        self.weight = torch.zeros(c, width, dtype=memory.X.dtype)
+        self.bias = torch.zeros(c, dtype=memory.X.dtype)
+        self.weight[has] = coef.to(self.weight.dtype)
+        self.bias[has] = (-0.5 * (coef * mu).sum(1)).to(self.bias.dtype)
 
     def score(self, learner, rows, gate_z: float) -> None:
         with torch.no_grad():
@@ -93,11 +114,11 @@ class MemoryHead:
         self.served = head
 
     def drop(self) -> None:
-        self.weight = self.bias = self.served = self.errors = None
+        self.weight = self.bias = self.served = self.errors = self.factor = None
         self.summed = False
 
 
-def patch(every: int, gate_z: float | None) -> None:
+def patch(every: int, gate_z: float | None, cov_every: int) -> None:
     Learner = _learner.OnlineLearner
     update, watch, served = Learner.update, Learner._watch, Learner.served
 
@@ -118,7 +139,7 @@ def patch(every: int, gate_z: float | None) -> None:
         out = update(self, rows, **kwargs)
         mh.updates += 1
         if len(self.memory) and (mh.weight is None or mh.updates % every == 0):
-            mh.solve(self)
+            mh.solve(self, cov_every)
         mh.serve(self)
         return out
 
@@ -148,14 +169,20 @@ def patch(every: int, gate_z: float | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=8, help="updates between solves")
+    parser.add_argument(
+        "--cov-every", type=int, help="updates between covariance solves (default: --every)"
+    )
     parser.add_argument("--gate-z", type=float, default=1.0)
     parser.add_argument("--no-gate", action="store_true", help="the sum always serves")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
-    patch(args.every, None if args.no_gate else args.gate_z)
+    cov_every = args.cov_every or args.every
+    patch(args.every, None if args.no_gate else args.gate_z, cov_every)
     gate = "none" if args.no_gate else f"z={args.gate_z:g}"
-    print(f"memory head: a solve every {args.every} updates, gate {gate}")
+    print(
+        f"memory head: means every {args.every} updates, covariance every {cov_every}, gate {gate}"
+    )
     importlib.import_module("bench_defaults").main(argv[split + 1 :])
 
 
