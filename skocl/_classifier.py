@@ -161,6 +161,16 @@ class OnlineFineTuneClassifier(
         Which rows the memory keeps: an equal share per class seen, each a uniform
         sample of that class, or a uniform sample of every row seen. Rows of several
         tasks, each with several labels, are always kept by reservoir.
+    logit_replay : float, default=0.0
+        Weight :math:`\alpha` of dark experience replay (DER++; Buzzega et al., NeurIPS
+        2020) in the trunk's update: a row that ``partial_fit`` keeps in the memory is
+        kept with the network's logits for it, and the mean squared gap between a
+        replayed row's logits and its kept ones, times ``logit_replay``, joins the
+        replayed rows' cross-entropy. It keeps what the network did on old rows, not
+        only their labels (Permuted-Digits 0.943 to 0.964, 10 seeds; the user guide's
+        "Not forgetting"). Rows ``fit`` keeps carry no logits, nor rows kept before a
+        class became predictable, once it is; nor a sparse memory or several tasks'.
+        ``0`` replays labels alone.
     regularization : {"l2sp", "ewc"} or None, default=None
         Pull of the trunk toward its pretrained weights in ``partial_fit``: L2-SP, or
         EWC weighted by the Fisher information estimated at the end of ``fit``.
@@ -377,6 +387,7 @@ class OnlineFineTuneClassifier(
         "head_rates": [tuple, list],
         "memory_size": [Interval(Integral, 0, None, closed="left")],
         "memory_strategy": [StrOptions({"reservoir", "class_balanced"})],
+        "logit_replay": [Interval(Real, 0, None, closed="left")],
         "regularization": [StrOptions({"l2sp", "ewc"}), None],
         "reg_strength": [Interval(Real, 0, None, closed="left")],
         "fusion": [StrOptions({"ema", "wise"}), None],
@@ -417,6 +428,7 @@ class OnlineFineTuneClassifier(
         head_rates=(1.0, 0.1, 0.01, "lda"),
         memory_size=2000,
         memory_strategy="class_balanced",
+        logit_replay=0.0,
         regularization=None,
         reg_strength=1.0,
         fusion=None,
@@ -453,6 +465,7 @@ class OnlineFineTuneClassifier(
         self.head_rates = head_rates
         self.memory_size = memory_size
         self.memory_strategy = memory_strategy
+        self.logit_replay = logit_replay
         self.regularization = regularization
         self.reg_strength = reg_strength
         self.fusion = fusion

@@ -209,11 +209,39 @@ class OnlineLearner:
                 rows, s, memory, gen, txn, rates, forward
             )
             if memory is not None and not undone:  # rows that broke the update stay out
-                memory.offer(rows, s.batch(len(rows)), gen)
+                logits = self._kept_logits(s, forward)
+                if logits is None:
+                    memory.offer(rows, s.batch(len(rows)), gen)
+                else:
+                    memory.offer(rows, s.batch(len(rows)), gen, logits)
         if self.anchor is None:
             self.capture_anchor(rows)  # from scratch: the first update is the start
         self.fusion.after_update(self.trunk, self.head, self.params, self.anchor)
         return loss, skipped
+
+    def _kept_logits(self, s: Settings, forward):
+        """What the replay memory keeps with a row it keeps, for dark experience replay
+        (``logit_replay``): a function of rows giving the logits of the network as it
+        is after the update, through the head the trunk learns through (a copy of the
+        head rather than the closed-form candidate, whose logits are of another scale:
+        :meth:`HeadRates.train_through`), NaN for the classes that cannot be predicted
+        yet. None without it: then, with several tasks, or a sparse memory."""
+        if not s.logit_replay or self.tasks is not None or type(self.memory) is not ReplayMemory:
+            return None
+        head, rates, mask = self.head, self.rates, self.mask
+        if rates is not None and rates.weight is not None and rates.current == len(rates.rates):
+            best = int(np.argmin(rates.errors[: len(rates.rates)]))
+            weight, bias = rates.weight[best], rates.bias[best]
+
+            def head(feats):
+                return torch.addmm(bias, feats, weight.t())
+
+        @torch.no_grad()
+        def logits(X):
+            z = head(forward(X))
+            return z if mask is None else z.masked_fill(torch.isinf(mask), math.nan)
+
+        return logits
 
     def _several_rates(self, s: Settings) -> bool:
         """Whether this update fine-tunes the head at several rates (:class:`HeadRates`)."""
@@ -339,6 +367,7 @@ class OnlineLearner:
                 loss, t, k = train_epoch(
                     self.trunk, self.head, self.trunk_optimizer, self.trunk_params, rows,
                     batch, gen, memory=memory, penalty=penalty, mask=mask, tasks=self.tasks,
+                    logit_replay=s.logit_replay,
                 )  # fmt: skip
                 taken, skipped = taken + t, skipped + k
             self._mode(False, self.trunk, self.head)

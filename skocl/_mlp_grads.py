@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _module
 
+from ._continual import logit_gaps
+
 _aten = torch.ops.aten
 # Activation -> its backward from the activation's output (no input kept), written over
 # the gradient it is given (a product of this module's own, not needed after).
@@ -86,10 +88,13 @@ class MLPGrads:
             wanted.append(where[p])
         return cls(steps, wanted)
 
-    def __call__(self, X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mask=None):
+    def __call__(self, X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mask=None,
+                 targets=None, alpha: float = 0.0):  # fmt: skip
         """The weighted mean cross-entropy (``mask`` added to the logits, as in
         :func:`~skocl._steps.weighted_loss`) and the gradients of the parameters asked
-        for, in their order."""
+        for, in their order. With ``targets`` (kept logits of the last ``len(targets)``
+        rows, :func:`~skocl._continual.logit_gaps`), ``alpha`` times the mean squared
+        gap of those rows' logits joins the loss (dark experience replay)."""
         layers = self.layers
         acts = [X]
         for W, b, act in layers[:-1]:
@@ -97,7 +102,7 @@ class MLPGrads:
         W, b, _ = layers[-1]
         # Logits as classes by rows: softmax over a short first axis vectorises over the
         # rows, which torch's CPU softmax over a short last axis does not.
-        z_t = torch.addmm(b[:, None], W, acts[-1].t())
+        z_t = raw_t = torch.addmm(b[:, None], W, acts[-1].t())
         if mask is not None:
             z_t = z_t + mask[:, None]
         logp_t = torch.log_softmax(z_t, dim=0)
@@ -112,6 +117,12 @@ class MLPGrads:
             scale = (w / w.sum())[None, :]
             loss = -(picked * scale).sum()
             G_t.mul_(scale)
+        if targets is not None and alpha:
+            m = targets.shape[0]
+            gaps, count = logit_gaps(raw_t[:, n - m :].t(), targets, mask)
+            share = alpha / count.clamp(min=1)
+            loss = loss + share * gaps.square().sum()
+            G_t[:, n - m :].add_(gaps.t() * (2 * share))
         first, need, grads = self.first, self.need, {}
         top = len(layers) - 1
         if top in need:

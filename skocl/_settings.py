@@ -26,6 +26,7 @@ class Settings:
     fresh_head: bool
     memory_size: int
     memory_strategy: str
+    logit_replay: float
     regularization: str | None
     reg_strength: float
     fusion: str | None

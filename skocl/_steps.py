@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._continual import logit_gaps
 from ._mlp_grads import MLPGrads, PlainForward
 from ._rows import FORWARD_ROWS, Rows
 from ._sparse import SparseRows
@@ -289,13 +290,17 @@ def train_epoch(
     penalty=None,
     mask=None,
     tasks=None,
+    logit_replay: float = 0.0,
 ) -> tuple[float, int, int]:
     """One pass over ``rows`` in mini-batches, each a step of ``optimizer`` on the loss
     of the whole network (only ``params`` move).
 
     With a non-empty replay ``memory``, each mini-batch is joined by as many rows drawn
     from it; a chunk of more rows than the memory holds draws as many as it holds, in
-    all, spread over its mini-batches (each memory row about once a call).
+    all, spread over its mini-batches (each memory row about once a call). With
+    ``logit_replay`` and logits kept in the memory (``memory.Z``), ``logit_replay``
+    times the mean squared gap between the replayed rows' logits and their kept ones
+    joins the loss (dark experience replay; :func:`~skocl._continual.logit_gaps`).
     ``penalty(params, grads)`` may adjust the gradients (L2-SP, EWC) before the step;
     ``mask`` leaves classes out of the loss and ``tasks`` makes it the sum of several
     tasks' (:func:`weighted_loss`).
@@ -312,18 +317,34 @@ def train_epoch(
     if memory is not None and len(memory):
         replay = functools.partial(memory.replays, gen=gen, share=share)
     sizes = rows.batch_sizes(batch_size)
-    for i, (Xb, yb, wb, replayed) in enumerate(rows.batches(batch_size, gen, replay)):
+    alpha = logit_replay if replay is not None and tasks is None else 0.0
+    if alpha and getattr(memory, "Z", None) is not None:
+        # The replayed rows come with their kept logits, each joined here: the same
+        # draws as a join in Rows.batches (the order first, then the replayed rows).
+        batches = rows.batches(batch_size, gen)
+        replayed_rows = replay(sizes, targets=True)
+        batches = ((*b[:3], r) for b, r in zip(batches, replayed_rows))
+    else:
+        alpha, batches = 0.0, rows.batches(batch_size, gen, replay)
+    for i, (Xb, yb, wb, replayed) in enumerate(batches):
         n = sizes[i] if wb is None else float(wb.sum())  # the chunk's rows in it
         if n == 0:
             continue
+        targets = None
         if replayed is not None:
-            Xb, yb, wb = memory.join_batch(Xb, yb, wb, replayed)
+            if alpha:
+                targets = replayed[2]
+            Xb, yb, wb = memory.join_batch(Xb, yb, wb, replayed[:2])
         if tasks is not None and not bool((yb >= 0).any()):
             continue  # no label in the batch: a zero gradient would still move Adam
         if closed is not None and Xb.layout == torch.strided:
-            loss, grads = closed(Xb, yb, wb, mask)
+            loss, grads = closed(Xb, yb, wb, mask, targets, alpha)
         else:
-            loss = weighted_loss(head(trunk(Xb)), yb, wb, mask, tasks)
+            z = head(trunk(Xb))
+            loss = weighted_loss(z, yb, wb, mask, tasks)
+            if targets is not None:
+                gaps, count = logit_gaps(z[len(z) - len(targets) :], targets, mask)
+                loss = loss + alpha / count.clamp(min=1) * gaps.square().sum()
             grads = torch.autograd.grad(loss, params, materialize_grads=True)
         if penalty is not None:
             grads = penalty(params, grads)

@@ -36,9 +36,9 @@ def _drawn(clf, monkeypatch):
     memory, drawn = clf.learner_.memory, []
     replays = memory.replays
 
-    def counting(sizes, gen, share=1.0):
-        out = replays(sizes, gen, share)
-        drawn.extend(len(ym) for _, ym in out)
+    def counting(sizes, gen, share=1.0, targets=False):
+        out = replays(sizes, gen, share, targets)
+        drawn.extend(len(replayed[1]) for replayed in out)
         return out
 
     monkeypatch.setattr(memory, "replays", counting)
