@@ -161,7 +161,7 @@ class OnlineFineTuneClassifier(
         Which rows the memory keeps: an equal share per class seen, each a uniform
         sample of that class, or a uniform sample of every row seen. Rows of several
         tasks, each with several labels, are always kept by reservoir.
-    logit_replay : float, default=0.0
+    logit_replay : float, default=0.1
         Weight :math:`\alpha` of dark experience replay (DER++; Buzzega et al., NeurIPS
         2020) in the trunk's update: a row that ``partial_fit`` keeps in the memory is
         kept with the network's logits for it, and the mean squared gap between a
@@ -428,7 +428,7 @@ class OnlineFineTuneClassifier(
         head_rates=(1.0, 0.1, 0.01, "lda"),
         memory_size=2000,
         memory_strategy="class_balanced",
-        logit_replay=0.0,
+        logit_replay=0.1,
         regularization=None,
         reg_strength=1.0,
         fusion=None,
