@@ -31,24 +31,55 @@ def replay_counts(sizes: list[int], held: int, share: float) -> list[int]:
     return [min(held, math.ceil(n * share)) for n in sizes]
 
 
-def logit_gaps(z, Z, mask):
-    """Dark experience replay's gaps ``z - Z`` between replayed rows' logits ``z`` and
-    the logits ``Z`` the memory kept with them (NaN: none kept for that class), and how
-    many count: a row counts only where it has a kept logit for every class that can be
-    predicted now (``mask``: 0 or -inf per class; None: all), on those classes. A row
-    kept before a class became predictable says nothing of how it should score against
-    that class, and pinning its old logits keeps its class's logit from rising to
-    answer the new one (Split-Digits 0.953 with such rows, 0.959 without, 10 seeds;
-    DEFAULTS.md). Returns ``(gaps, count)``, the gaps zero where they do not count."""
-    if Z.shape[1] < z.shape[1]:  # classes the head gained since: no logit kept
-        Z = torch.cat([Z, Z.new_full((len(Z), z.shape[1] - Z.shape[1]), math.nan)], 1)
-    kept = torch.isfinite(Z)
-    if mask is None:
-        ok = kept & kept.all(1, keepdim=True)
+def logit_targets(Z, mask, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dark experience replay's targets for ``width`` outputs from the logits ``Z`` the
+    memory kept with replayed rows (NaN: none kept for that class): ``(targets,
+    counts)``, the kept logits where they count and 0 elsewhere, and 1.0 where they
+    count and 0.0 elsewhere. A row counts only where it has a kept logit for every
+    class that can be predicted now (``mask``: 0 or -inf per class; None: all), on
+    those classes. A row kept before a class became predictable says nothing of how it
+    should score against that class, and pinning its old logits keeps its class's logit
+    from rising to answer the new one (Split-Digits 0.953 with such rows, 0.959
+    without, 10 seeds; DEFAULTS.md)."""
+    Z = _widened(Z, width)  # classes the head gained since: no logit kept
+    kept = Z == Z  # not NaN (kept logits are finite: a non-finite update is undone)
+    if mask is None:  # every class: a row counts whole or not at all
+        ok = kept.all(1, keepdim=True)
+        return torch.where(ok, Z, 0.0), ok.to(Z.dtype).expand_as(Z)
+    live = torch.isfinite(mask)[None, :]
+    ok = kept & live & (kept | ~live).all(1, keepdim=True)
+    return torch.where(ok, Z, 0.0), ok.to(Z.dtype)
+
+
+def logit_gaps(z, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gaps between replayed rows' logits ``z`` and their ``targets`` (of
+    :func:`logit_targets`), zero where none counts, and how many count."""
+    T, counts = targets
+    if counts is None:  # every one counts
+        return z - T, T.new_tensor(float(T.numel()))
+    return (z - T).mul_(counts), counts.sum()
+
+
+def batch_targets(Z, mask, width: int, sizes: list[int], alpha: float) -> list:
+    """:func:`logit_targets` of the kept logits ``Z`` of several mini-batches' replayed
+    rows (``sizes`` of them per mini-batch, in order), worked out at once: per
+    mini-batch ``(targets, counts, scale)``, classes by rows (the layout of the
+    closed-form gradient's logits; ``counts`` None where all count), ``scale`` being
+    ``alpha`` over how many count; None where none does."""
+    if mask is None and Z.shape[1] == width and bool((Z == Z).all()):
+        # Every class predictable and every row with targets (most often so).
+        return [(t.t(), None, alpha / t.numel()) if len(t) else None for t in Z.split(sizes)]
+    T, counts = logit_targets(Z, mask, width)
+    if len(sizes) == 1:
+        per_batch = [counts.sum().item()]
     else:
-        live = torch.isfinite(mask)[None, :]
-        ok = kept & live & (kept | ~live).all(1, keepdim=True)
-    return torch.where(ok, z - Z, 0.0), ok.sum()
+        totals = torch.cat([counts.new_zeros(1), counts.sum(1).cumsum(0)])
+        ends = torch.tensor(sizes).cumsum(0).to(totals.device)
+        per_batch = (totals[ends] - totals[ends - torch.tensor(sizes).to(ends.device)]).tolist()
+    return [
+        (t.t(), c.t(), alpha / k) if k else None
+        for t, c, k in zip(T.split(sizes), counts.split(sizes), per_batch)
+    ]
 
 
 def head_replay(memory, y, w, gen):
@@ -88,6 +119,7 @@ class ReplayMemory:
     parts: tuple = ()
     # The rows' kept logits; a class attribute too, for a memory pickled before them.
     Z: torch.Tensor | None = None
+    _pending = False  # rows kept in this offer, their logits still to come
     # Whether all mini-batches' replayed rows can come from one draw (a subclass whose
     # draw depends on its size draws a mini-batch at a time).
     one_draw = True
@@ -113,8 +145,8 @@ class ReplayMemory:
     def replays(
         self, sizes: list[int], gen: torch.Generator, share: float = 1.0, targets: bool = False
     ) -> list:
-        """The replayed rows ``(X, y)`` (``(X, y, Z)`` with ``targets``: their kept
-        logits too) that join trunk mini-batches of ``sizes`` rows, drawn now: for each,
+        """The replayed rows ``(X, y)`` (``(X, y, Z)`` with ``targets``: their kept logits
+        too) that join trunk mini-batches of ``sizes`` rows, drawn now: for each,
         as many as it has times ``share`` (rounded up; at most the memory's size). One
         uniform draw and one gather serve all (the same rows as a draw per mini-batch,
         for less work)."""
@@ -141,8 +173,10 @@ class ReplayMemory:
 
     def offer(self, rows, batch_size: int, gen: torch.Generator, logits=None) -> None:
         """Offer every row of ``rows`` (a :class:`~skocl._rows.Rows`) to the memory,
-        :meth:`~skocl._rows.Rows.slices` at a time; ``logits`` (a function of rows, or
-        None) gives the logits kept with the rows kept (:attr:`Z`)."""
+        :meth:`~skocl._rows.Rows.slices` at a time. ``logits`` gives the logits kept
+        with the rows kept (:attr:`Z`): the rows' own (a tensor), or a function of rows
+        with a ``width`` (their number of logits), called once on the rows kept, at the
+        end; None keeps none."""
         start = 0
         for X in rows.slices(batch_size):
             end = start + len(X)
@@ -150,23 +184,32 @@ class ReplayMemory:
             if logits is None:
                 self.add(X, rows.y[start:end], gen, labels)
             else:
-                self.add(X, rows.y[start:end], gen, labels, logits)
+                part = logits[start:end] if isinstance(logits, torch.Tensor) else logits
+                self.add(X, rows.y[start:end], gen, labels, part)
             start = end
+        if self._pending:  # rows kept: their logits, in one pass
+            self._pending = False
+            kept = torch.nonzero(torch.isposinf(self.Z[:, 0])).flatten()
+            self.Z = self.Z.index_put((kept,), logits(self.X.index_select(0, kept)))
 
-    def _kept_logits(self, X: torch.Tensor, logits) -> torch.Tensor | None:
-        """The logits to keep with rows ``X`` about to be kept: ``logits(X)``, or NaN
-        without a function (None while the memory keeps none); :attr:`Z` widened to
-        the classes they cover."""
+    def _kept_logits(self, X: torch.Tensor, logits, idx) -> torch.Tensor | None:
+        """What :attr:`Z` holds for rows ``X`` about to be kept (rows ``idx`` of an
+        :meth:`add`'s): their logits (``logits`` a tensor), +inf until :meth:`offer`
+        puts them there (a function), or NaN (None; None while the memory keeps
+        none); :attr:`Z` widened to the classes they cover."""
         if logits is None:
             Z = self.Z
             return None if Z is None else Z.new_full((len(X), Z.shape[1]), math.nan)
-        Z = logits(X)
+        given = isinstance(logits, torch.Tensor)
+        width = logits.shape[1] if given else logits.width
         if self.Z is None:
-            self.Z = Z.new_full((len(self), Z.shape[1]), math.nan)
-        elif Z.shape[1] != self.Z.shape[1]:
-            width = max(Z.shape[1], self.Z.shape[1])
-            self.Z, Z = (_widened(t, width) for t in (self.Z, Z))
-        return Z
+            self.Z = X.new_full((len(self), width), math.nan)
+        elif width > self.Z.shape[1]:
+            self.Z = _widened(self.Z, width)
+        if given:
+            return _widened(logits[idx], self.Z.shape[1])
+        self._pending = True
+        return self.Z.new_full((len(X), self.Z.shape[1]), math.inf)
 
     def add(self, X: torch.Tensor, y: torch.Tensor, gen: torch.Generator, labels=None,
             logits=None) -> None:  # fmt: skip
@@ -216,7 +259,7 @@ class ReplayMemory:
         if appended.any():
             rows = _index(order[appended], y.device)
             kept = X.index_select(0, rows)
-            Z = self._kept_logits(kept, logits)
+            Z = self._kept_logits(kept, logits, rows)
             self.X = torch.cat([self.X, kept])
             self.y = torch.cat([self.y, y.index_select(0, rows)])
             if Z is not None:
@@ -243,7 +286,7 @@ class ReplayMemory:
         # Out of place: a failed call puts the memory back by reference (Checkpoint).
         # The labels stay as they are: each row takes the slot of a row of its class.
         kept = X.index_select(0, source)
-        Z = self._kept_logits(kept, logits)
+        Z = self._kept_logits(kept, logits, source)
         self.X = self.X.index_put((target,), kept)
         if Z is not None:
             self.Z = self.Z.index_put((target,), Z)
@@ -264,7 +307,7 @@ class ReplayMemory:
         slots = torch.nonzero(slots_mask).flatten()
         free = min(quota - len(slots), self.capacity - len(self), len(y))
         if free > 0:
-            Z = self._kept_logits(X[:free], logits)
+            Z = self._kept_logits(X[:free], logits, slice(0, free))
             self.X = torch.cat([self.X, X[:free]])
             self.y = torch.cat([self.y, y[:free]])
             if Z is not None:
@@ -287,7 +330,7 @@ class ReplayMemory:
         target = slots[torch.tensor(list(last.keys()))]
         source = torch.tensor(list(last.values()), device=y.device)
         # Out of place: a failed call puts the memory back by reference (Checkpoint).
-        Z = self._kept_logits(X[source], logits)
+        Z = self._kept_logits(X[source], logits, source)
         self.X = self.X.index_put((target,), X[source])
         self.y = self.y.index_put((target,), y[source])
         if Z is not None:
@@ -315,13 +358,15 @@ class ReplayMemory:
         if self.Z is not None:
             self.Z = self.Z[keep]
 
-    def remap(self, positions) -> None:
+    def remap(self, positions, width: int | None = None) -> None:
         """Follow a grown label set: class ``i`` becomes ``positions[i]`` (the kept
-        logits' columns too; NaN for the new classes)."""
+        logits' columns too, ``width`` of them: NaN for the new classes)."""
         pos = torch.as_tensor(positions, dtype=torch.long)
         self.y = pos.to(self.y.device)[self.y]
         if self.Z is not None:
-            Z = self.Z.new_full((len(self.Z), int(pos.max()) + 1 if len(pos) else 0), math.nan)
+            if width is None:
+                width = int(pos.max()) + 1 if len(pos) else 0
+            Z = self.Z.new_full((len(self.Z), width), math.nan)
             old = pos[: self.Z.shape[1]].to(Z.device)
             Z[:, old] = self.Z[:, : len(old)]
             self.Z = Z
@@ -331,7 +376,10 @@ class ReplayMemory:
 
     def grow(self, growth) -> None:
         """Follow the head's growth to a larger label set."""
-        self.remap(growth.label_map)
+        if growth.task is None:
+            self.remap(growth.label_map, growth.n_classes)
+        else:
+            self.remap(growth.label_map)
 
     def forget_contradicted(self, X, y_idx) -> bool:
         """After a drift, drop the rows that the new data contradicts.

@@ -205,11 +205,11 @@ class OnlineLearner:
             saved,
         )
         with self.rng.scope(self.device, self.stochastic) as gen:
-            loss, skipped, undone = self._trunk_then_head(
+            loss, skipped, undone, feats = self._trunk_then_head(
                 rows, s, memory, gen, txn, rates, forward
             )
             if memory is not None and not undone:  # rows that broke the update stay out
-                logits = self._kept_logits(s, forward)
+                logits = self._kept_logits(s, forward, feats)
                 if logits is None:
                     memory.offer(rows, s.batch(len(rows)), gen)
                 else:
@@ -219,13 +219,15 @@ class OnlineLearner:
         self.fusion.after_update(self.trunk, self.head, self.params, self.anchor)
         return loss, skipped
 
-    def _kept_logits(self, s: Settings, forward):
+    def _kept_logits(self, s: Settings, forward, feats=None):
         """What the replay memory keeps with a row it keeps, for dark experience replay
-        (``logit_replay``): a function of rows giving the logits of the network as it
-        is after the update, through the head the trunk learns through (a copy of the
-        head rather than the closed-form candidate, whose logits are of another scale:
+        (``logit_replay``): the logits of the network as it is after the update,
+        through the head the trunk learns through (a copy of the head rather than the
+        closed-form candidate, whose logits are of another scale:
         :meth:`HeadRates.train_through`), NaN for the classes that cannot be predicted
-        yet. None without it: then, with several tasks, or a sparse memory."""
+        yet. Those of the chunk's rows when ``feats`` holds their features (the head's
+        fine-tune computed them: one product), else a function of rows. None without
+        it: then, with several tasks, or a sparse memory."""
         if not s.logit_replay or self.tasks is not None or type(self.memory) is not ReplayMemory:
             return None
         head, rates, mask = self.head, self.rates, self.mask
@@ -237,10 +239,13 @@ class OnlineLearner:
                 return torch.addmm(bias, feats, weight.t())
 
         @torch.no_grad()
-        def logits(X):
-            z = head(forward(X))
+        def logits(X, feats=None):
+            z = head(forward(X) if feats is None else feats)
             return z if mask is None else z.masked_fill(torch.isinf(mask), math.nan)
 
+        if feats is not None:
+            return logits(None, feats)
+        logits.width = len(self.seen_classes)
         return logits
 
     def _several_rates(self, s: Settings) -> bool:
@@ -351,8 +356,12 @@ class OnlineLearner:
         if reacted:
             self.fusion.restart()
 
-    def _trunk_then_head(self, rows, s, memory, gen, txn, rates, forward) -> tuple[float, int]:
+    def _trunk_then_head(self, rows, s, memory, gen, txn, rates, forward) -> tuple:
+        """The two phases; returns the trunk's mean loss, the steps skipped, whether
+        the update was undone, and the trunk's features of the chunk's rows when it
+        computed them (None otherwise)."""
         loss, taken, skipped = float("nan"), 0, 0
+        chunk = None
         backup = fresh = None
         batch = s.batch(len(rows))
         mask = self.mask
@@ -380,6 +389,8 @@ class OnlineLearner:
             if memory is not None and len(memory):
                 replayed, y, w = head_replay(memory, y, w, gen)
             feats = head_features(forward, head_rows, batch, replayed)
+            if head_rows is rows:
+                chunk = feats[: len(rows)]
             self._mode(True, self.head)
             if rates:
                 backup = copy.copy(self.rates)  # put back if the update is undone
@@ -411,7 +422,7 @@ class OnlineLearner:
         undone = False
         if taken or skipped:
             if feats is None:
-                feats = features(forward, rows, batch)
+                feats = chunk = features(forward, rows, batch)
             # Finite weights can still give non-finite outputs (a huge step, a huge
             # pull, an input far out of range): such an update is undone too, checked
             # on the rows it learned from.
@@ -423,7 +434,7 @@ class OnlineLearner:
             if fresh is not None:
                 self.fresh = fresh
             loss, skipped = float("nan"), skipped + taken
-        return loss, skipped, undone
+        return loss, skipped, undone, chunk
 
     def _mode(self, training: bool, *modules) -> None:
         if not self.mode_free:

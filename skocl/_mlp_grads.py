@@ -15,8 +15,6 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _module
 
-from ._continual import logit_gaps
-
 _aten = torch.ops.aten
 # Activation -> its backward from the activation's output (no input kept), written over
 # the gradient it is given (a product of this module's own, not needed after).
@@ -89,12 +87,13 @@ class MLPGrads:
         return cls(steps, wanted)
 
     def __call__(self, X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mask=None,
-                 targets=None, alpha: float = 0.0):  # fmt: skip
+                 targets=None):  # fmt: skip
         """The weighted mean cross-entropy (``mask`` added to the logits, as in
         :func:`~skocl._steps.weighted_loss`) and the gradients of the parameters asked
-        for, in their order. With ``targets`` (kept logits of the last ``len(targets)``
-        rows, :func:`~skocl._continual.logit_gaps`), ``alpha`` times the mean squared
-        gap of those rows' logits joins the loss (dark experience replay)."""
+        for, in their order. With ``targets`` of the last rows (``(targets, counts,
+        scale)``, classes by rows, as :func:`~skocl._continual.batch_targets` gives
+        them), ``scale`` times the summed squared gap of those rows' logits joins the
+        loss (dark experience replay)."""
         layers = self.layers
         acts = [X]
         for W, b, act in layers[:-1]:
@@ -117,12 +116,15 @@ class MLPGrads:
             scale = (w / w.sum())[None, :]
             loss = -(picked * scale).sum()
             G_t.mul_(scale)
-        if targets is not None and alpha:
-            m = targets.shape[0]
-            gaps, count = logit_gaps(raw_t[:, n - m :].t(), targets, mask)
-            share = alpha / count.clamp(min=1)
-            loss = loss + share * gaps.square().sum()
-            G_t[:, n - m :].add_(gaps.t() * (2 * share))
+        if targets is not None:
+            T_t, counts_t, scale = targets
+            m = T_t.shape[1]
+            gaps_t = raw_t[:, n - m :] - T_t
+            if counts_t is not None:
+                gaps_t.mul_(counts_t)
+            flat = gaps_t.view(-1)
+            loss = loss.add_(torch.dot(flat, flat), alpha=scale)
+            G_t[:, n - m :].add_(gaps_t, alpha=2 * scale)
         first, need, grads = self.first, self.need, {}
         top = len(layers) - 1
         if top in need:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._continual import logit_gaps
+from ._continual import batch_targets, logit_gaps
 from ._mlp_grads import MLPGrads, PlainForward
 from ._rows import FORWARD_ROWS, Rows
 from ._sparse import SparseRows
@@ -318,33 +318,42 @@ def train_epoch(
         replay = functools.partial(memory.replays, gen=gen, share=share)
     sizes = rows.batch_sizes(batch_size)
     alpha = logit_replay if replay is not None and tasks is None else 0.0
+    targets = None
     if alpha and getattr(memory, "Z", None) is not None:
-        # The replayed rows come with their kept logits, each joined here: the same
-        # draws as a join in Rows.batches (the order first, then the replayed rows).
-        batches = rows.batches(batch_size, gen)
-        replayed_rows = replay(sizes, targets=True)
-        batches = ((*b[:3], r) for b, r in zip(batches, replayed_rows))
+        # The replayed rows' kept logits too (the same draws), and their targets for
+        # all mini-batches at once; the rows join as they would without.
+        kept = []
+
+        def replay_kept(batch_sizes):
+            drawn = replay(batch_sizes, targets=True)
+            kept.extend(d[2] for d in drawn)
+            return [d[:2] for d in drawn]
+
+        batches = rows.batches(batch_size, gen, replay_kept)
+        Z = kept[0] if len(kept) == 1 else torch.cat(kept)
+        width = mask.shape[0] if mask is not None else getattr(head, "out_features", 0)
+        targets = batch_targets(Z, mask, width, [len(z) for z in kept], alpha)
     else:
-        alpha, batches = 0.0, rows.batches(batch_size, gen, replay)
+        batches = rows.batches(batch_size, gen, replay)
     for i, (Xb, yb, wb, replayed) in enumerate(batches):
         n = sizes[i] if wb is None else float(wb.sum())  # the chunk's rows in it
         if n == 0:
             continue
-        targets = None
         if replayed is not None:
-            if alpha:
-                targets = replayed[2]
-            Xb, yb, wb = memory.join_batch(Xb, yb, wb, replayed[:2])
+            Xb, yb, wb = memory.join_batch(Xb, yb, wb, replayed)
+        kept_targets = None if targets is None else targets[i]
         if tasks is not None and not bool((yb >= 0).any()):
             continue  # no label in the batch: a zero gradient would still move Adam
         if closed is not None and Xb.layout == torch.strided:
-            loss, grads = closed(Xb, yb, wb, mask, targets, alpha)
+            loss, grads = closed(Xb, yb, wb, mask, kept_targets)
         else:
             z = head(trunk(Xb))
             loss = weighted_loss(z, yb, wb, mask, tasks)
-            if targets is not None:
-                gaps, count = logit_gaps(z[len(z) - len(targets) :], targets, mask)
-                loss = loss + alpha / count.clamp(min=1) * gaps.square().sum()
+            if kept_targets is not None:
+                T_t, counts_t, scale = kept_targets
+                counts = None if counts_t is None else counts_t.t()
+                gaps, _ = logit_gaps(z[len(z) - T_t.shape[1] :], (T_t.t(), counts))
+                loss = loss + gaps.square().sum() * scale
             grads = torch.autograd.grad(loss, params, materialize_grads=True)
         if penalty is not None:
             grads = penalty(params, grads)

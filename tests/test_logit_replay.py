@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from skocl import OnlineFineTuneClassifier
-from skocl._continual import logit_gaps
+from skocl._continual import batch_targets, logit_gaps, logit_targets
 from skocl._mlp_grads import MLPGrads
 from skocl._steps import weighted_loss
 from skocl.datasets import make_drift_stream
@@ -82,7 +82,7 @@ def test_a_new_class_leaves_older_rows_without_a_target():
     assert Z.shape[1] == 3
     older = torch.isnan(Z[:, 2])
     assert older.any() and (~older).any()  # rows of the second call have all three
-    gaps, count = logit_gaps(torch.zeros_like(Z), Z, None)
+    gaps, count = logit_gaps(torch.zeros_like(Z), logit_targets(Z, None, 3))
     assert int(count) == 3 * int((~older).sum()) and (gaps[older] == 0).all()
     assert set(memory_y[~older].tolist()) <= {0, 1, 2}
 
@@ -91,20 +91,21 @@ def test_gaps_count_only_rows_with_every_predictable_class():
     nan = math.nan
     Z = torch.tensor([[1.0, 2.0, nan], [1.0, nan, nan], [1.0, 2.0, 3.0]])
     z = torch.zeros(3, 3)
-    gaps, count = logit_gaps(z, Z, None)  # every class predictable: only the last row
+    gaps, count = logit_gaps(z, logit_targets(Z, None, 3))  # only the last row counts
     assert int(count) == 3
     torch.testing.assert_close(gaps, torch.tensor([[0.0, 0, 0], [0, 0, 0], [-1, -2, -3]]))
     mask = torch.tensor([0.0, 0.0, -math.inf])  # the third class not shown yet
-    gaps, count = logit_gaps(z, Z, mask)
+    gaps, count = logit_gaps(z, logit_targets(Z, mask, 3))
     assert int(count) == 4  # rows 0 and 2, on the first two classes
     torch.testing.assert_close(gaps, torch.tensor([[-1.0, -2, 0], [0, 0, 0], [-1, -2, 0]]))
     # Logits kept for fewer classes than the head has: the others have no target.
-    gaps, count = logit_gaps(torch.zeros(1, 3), torch.tensor([[1.0, 2.0]]), mask)
+    gaps, count = logit_gaps(torch.zeros(1, 3), logit_targets(torch.tensor([[1.0, 2.0]]), mask, 3))
     assert int(count) == 2
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_the_closed_form_gradient_with_kept_logits_equals_autograd(masked):
+@pytest.mark.parametrize("missing", [False, True])
+def test_the_closed_form_gradient_with_kept_logits_equals_autograd(masked, missing):
     torch.manual_seed(0)
     trunk = nn.Sequential(nn.Linear(7, 16), nn.ReLU()).double()
     head = nn.Linear(16, 4).double()
@@ -113,14 +114,17 @@ def test_the_closed_form_gradient_with_kept_logits_equals_autograd(masked):
     X = torch.randn(40, 7, generator=g, dtype=torch.float64)
     y = torch.randint(3, (40,), generator=g)
     targets = torch.randn(15, 4, generator=g, dtype=torch.float64)
-    targets[:4, 1] = math.nan  # rows without a target for class 1
+    if missing:
+        targets[:4, 1] = math.nan  # rows without a target for class 1
     mask = None
     if masked:
         mask = torch.zeros(4, dtype=torch.float64)
         mask[3] = -math.inf
-    loss, grads = MLPGrads.of(trunk, head, params)(X, y, None, mask, targets, 0.3)
+    kept = batch_targets(targets, mask, 4, [15], 0.3)[0]
+    assert (kept[1] is None) == (not masked and not missing)  # every target counts
+    loss, grads = MLPGrads.of(trunk, head, params)(X, y, None, mask, kept)
     z = head(trunk(X))
-    gaps, count = logit_gaps(z[-15:], targets, mask)
+    gaps, count = logit_gaps(z[-15:], (kept[0].t(), None if kept[1] is None else kept[1].t()))
     want_loss = weighted_loss(z, y, None, mask) + 0.3 / count * gaps.square().sum()
     want = torch.autograd.grad(want_loss, params)
     torch.testing.assert_close(loss, want_loss.detach(), rtol=1e-12, atol=1e-12)
