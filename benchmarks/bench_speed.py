@@ -34,7 +34,9 @@ by hand (see ``skocl/_learner.py::OnlineLearner.update``), with the default netw
   trunk mini-batch joined by as many rows drawn from a replay memory (of a chunk larger
   than the memory, as many as it holds in all, spread over the mini-batches), the head
   fine-tuned on the chunk plus as many replayed rows weighing as much as the chunk,
-  and the chunk then offered to the memory. The floors take autograd's gradients,
+  and the chunk then offered to the memory, each row kept with the network's logits
+  for it, which the trunk's loss then replays (``logit_replay=0.1``: a tenth of the
+  replayed rows' mean squared gap to them). The floors take autograd's gradients,
   where skocl writes the default network's backward pass out (``skocl/_mlp_grads.py``):
   the check below allows for the rounding that this moves. The memory's bookkeeping (the
   class-balanced reservoir) is skocl's own ``skocl._continual.ReplayMemory``: a second
@@ -138,6 +140,7 @@ PEERS = (SKORCH, SKORCH_KEPT, MLP, SGD)
 # stream would start one, which takes over: fresh_head=False keeps the floors' update,
 # and bench_fresh_head.py measures what a learning fresh head costs (about 1.25x).
 ONE_RATE = {"head_rates": (1.0,), "fresh_head": False}
+LOGIT_REPLAY = 0.1  # the defaults' logit_replay
 CONFIGS = {
     "core": {
         "skocl": SKOCL_CORE,
@@ -239,7 +242,7 @@ class PlainTorchDefaults(PlainTorch):
 
     def replay(self, k):
         idx = torch.randint(len(self.memory), (min(len(self.memory), k),), generator=self.gen)
-        return self.memory.X[idx], self.memory.y[idx]
+        return self.memory.X[idx], self.memory.y[idx], self.memory.Z[idx]
 
     def partial_fit(self, X, y):
         Xn = X.astype(np.float32)
@@ -285,10 +288,14 @@ class PlainTorchDefaults(PlainTorch):
             else:
                 idx = order[start : start + batch_size]
                 xb, yb = X[idx], y[idx]
+            zm = None
             if len(memory):
-                xm, ym = self.replay(math.ceil(len(yb) * share))
+                xm, ym, zm = self.replay(math.ceil(len(yb) * share))
                 xb, yb = torch.cat([xb, xm]), torch.cat([yb, ym])
-            loss = F.cross_entropy(self.head(self.trunk(xb)), yb)
+            logits = self.head(self.trunk(xb))
+            loss = F.cross_entropy(logits, yb)
+            if zm is not None:  # dark experience replay: the kept logits replayed too
+                loss = loss + LOGIT_REPLAY * F.mse_loss(logits[len(yb) - len(zm) :], zm)
             grads = torch.autograd.grad(loss, self.trunk_params)
             for p, g in zip(self.trunk_params, grads, strict=True):
                 p.grad = g
@@ -302,7 +309,7 @@ class PlainTorchDefaults(PlainTorch):
         with torch.no_grad():
             feats = self.trunk(Xh)
             if len(memory):
-                xm, ym = self.replay(nh)
+                xm, ym, _ = self.replay(nh)
                 feats = torch.cat([feats, self.trunk(xm)])
         for _ in range(3):
             self.head_opt.zero_grad()
@@ -313,8 +320,10 @@ class PlainTorchDefaults(PlainTorch):
             loss.backward()
             self.head_opt.step()
 
-        # 3. the chunk offered to the memory
-        memory.add(X, y, self.gen)
+        # 3. the chunk offered to the memory, each row kept with its logits now
+        with torch.no_grad():
+            kept = self.head(feats[:nh] if nh == n else self.trunk(X))
+        memory.add(X, y, self.gen, None, kept)
         self.n_seen += n
         return self
 
