@@ -66,10 +66,13 @@ def batch_targets(Z, mask, width: int, sizes: list[int], alpha: float) -> list:
     mini-batch ``(targets, counts, scale)``, classes by rows (the layout of the
     closed-form gradient's logits; ``counts`` None where all count), ``scale`` being
     ``alpha`` over how many count; None where none does."""
-    if mask is None and Z.shape[1] == width and bool((Z == Z).all()):
-        # Every class predictable and every row with targets (most often so).
-        return [(t.t(), None, alpha / t.numel()) if len(t) else None for t in Z.split(sizes)]
-    T, counts = logit_targets(Z, mask, width)
+    if mask is None and Z.shape[1] == width:  # every class predictable
+        whole = (Z == Z).all(1)  # rows with targets: all of them, most often
+        if bool(whole.all()):
+            return [(t.t(), None, alpha / t.numel()) if len(t) else None for t in Z.split(sizes)]
+        T, counts = torch.where(whole[:, None], Z, 0.0), whole.to(Z.dtype)[:, None].expand_as(Z)
+    else:
+        T, counts = logit_targets(Z, mask, width)
     if len(sizes) == 1:
         per_batch = [counts.sum().item()]
     else:

@@ -234,14 +234,16 @@ class OnlineLearner:
         if rates is not None and rates.weight is not None and rates.current == len(rates.rates):
             best = int(np.argmin(rates.errors[: len(rates.rates)]))
             weight, bias = rates.weight[best], rates.bias[best]
+        elif type(head) is torch.nn.Linear:
+            weight, bias = head.weight, head.bias
+        else:
+            weight = None
 
-            def head(feats):
-                return torch.addmm(bias, feats, weight.t())
-
-        @torch.no_grad()
         def logits(X, feats=None):
-            z = head(forward(X) if feats is None else feats)
-            return z if mask is None else z.masked_fill(torch.isinf(mask), math.nan)
+            with torch.no_grad():
+                feats = forward(X) if feats is None else feats
+                z = head(feats) if weight is None else torch.addmm(bias, feats, weight.t())
+                return z if mask is None else z.masked_fill(torch.isinf(mask), math.nan)
 
         if feats is not None:
             return logits(None, feats)
