@@ -40,12 +40,14 @@ def logit_targets(Z, mask, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     those classes. A row kept before a class became predictable says nothing of how it
     should score against that class, and pinning its old logits keeps its class's logit
     from rising to answer the new one (Split-Digits 0.953 with such rows, 0.959
-    without, 10 seeds; DEFAULTS.md)."""
+    without, 10 seeds; DEFAULTS.md). ``counts`` is None where every one counts."""
     Z = _widened(Z, width)  # classes the head gained since: no logit kept
     kept = Z == Z  # not NaN (kept logits are finite: a non-finite update is undone)
     if mask is None:  # every class: a row counts whole or not at all
-        ok = kept.all(1, keepdim=True)
-        return torch.where(ok, Z, 0.0), ok.to(Z.dtype).expand_as(Z)
+        ok = kept.all(1)
+        if bool(ok.all()):  # every row (most often so): the logits as they are
+            return Z, None
+        return torch.where(ok[:, None], Z, 0.0), ok.to(Z.dtype)[:, None].expand_as(Z)
     live = torch.isfinite(mask)[None, :]
     ok = kept & live & (kept | ~live).all(1, keepdim=True)
     return torch.where(ok, Z, 0.0), ok.to(Z.dtype)
@@ -66,13 +68,9 @@ def batch_targets(Z, mask, width: int, sizes: list[int], alpha: float) -> list:
     mini-batch ``(targets, counts, scale)``, classes by rows (the layout of the
     closed-form gradient's logits; ``counts`` None where all count), ``scale`` being
     ``alpha`` over how many count; None where none does."""
-    if mask is None and Z.shape[1] == width:  # every class predictable
-        whole = (Z == Z).all(1)  # rows with targets: all of them, most often
-        if bool(whole.all()):
-            return [(t.t(), None, alpha / t.numel()) if len(t) else None for t in Z.split(sizes)]
-        T, counts = torch.where(whole[:, None], Z, 0.0), whole.to(Z.dtype)[:, None].expand_as(Z)
-    else:
-        T, counts = logit_targets(Z, mask, width)
+    T, counts = logit_targets(Z, mask, width)
+    if counts is None:
+        return [(t.t(), None, alpha / t.numel()) if len(t) else None for t in T.split(sizes)]
     if len(sizes) == 1:
         per_batch = [counts.sum().item()]
     else:
