@@ -31,6 +31,7 @@ MKL_ENABLE_INSTRUCTIONS=AVX2`` to record, and test, at the same bits).
 from __future__ import annotations
 
 import hashlib
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +169,20 @@ def run_scenario(name):
 
 
 def _fingerprint():
-    return f"{torch.__version__}|{torch.backends.cpu.get_cpu_capability()}"
+    """The torch build, its CPU kernels and the CPU's vendor: MKL's kernels at one
+    capability round differently on Intel's and AMD's CPUs (1 ulp on a weight)."""
+    return f"{torch.__version__}|{torch.backends.cpu.get_cpu_capability()}|{_cpu_vendor()}"
+
+
+def _cpu_vendor():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def record(path=GOLDEN, names=None):
