@@ -108,6 +108,7 @@ class FusedAdam:
     def __init__(self, group: dict, states: list, decoupled: bool) -> None:
         self.group, self.decoupled = group, decoupled
         self.params = group["params"]
+        self.counts = _shared_counts(states)
         self.steps = [st["step"] for st in states]
         self.exp_avgs = [st["exp_avg"] for st in states]
         self.exp_avg_sqs = [st["exp_avg_sq"] for st in states]
@@ -138,13 +139,32 @@ class FusedAdam:
         gradients of another dtype."""
         if any(g.is_sparse or g.dtype != p.dtype for p, g in zip(self.params, grads)):
             return False
-        torch._foreach_add_(self.steps, 1)
+        self.counts.add_(1)  # every parameter's step count, in one operation
         group = self.group
         adam_kernel(
             list(self.params), list(grads), self.exp_avgs, self.exp_avg_sqs, self.steps,
             group["lr"], group["betas"], group["weight_decay"], group["eps"], self.decoupled,
         )  # fmt: skip
         return True
+
+
+def _shared_counts(states: list) -> torch.Tensor:
+    """One tensor whose elements are the Adam step counts of ``states`` (their
+    ``"step"`` entries made views of it, the same values, if they are not already): a
+    step advances them all in one ``add_`` rather than ``_foreach_add_`` over 0-d
+    tensors (4 against 12 us on this machine), a quarter of the optimizer's time on a
+    small mini-batch."""
+    steps = [st["step"] for st in states]
+    base = steps[0]._base
+    if (
+        base is not None and base.dim() == 1 and len(base) == len(steps)
+        and all(s._base is base and s.storage_offset() == i for i, s in enumerate(steps))
+    ):  # fmt: skip
+        return base
+    counts = torch.stack([s.detach() for s in steps])
+    for i, st in enumerate(states):
+        st["step"] = counts[i]
+    return counts
 
 
 def adam_kernel(params, grads, exp_avgs, exp_avg_sqs, steps, lr, betas, weight_decay, eps,

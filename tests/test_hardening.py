@@ -274,6 +274,38 @@ def test_a_resolved_fused_step_is_the_optimizers_step():
     assert FusedAdam.of(make_optimizer("sgd", a, 1e-2, 0.0), a) is None
 
 
+def test_fused_steps_share_one_count_and_mix_with_the_optimizers_own():
+    """FusedAdam advances every parameter's step count in one operation (the counts are
+    views of one tensor): mixed with optimizer.step(), and after a state_dict round
+    trip, the weights and counts stay those of optimizer.step() alone."""
+    from skocl._modules import make_optimizer
+    from skocl._steps import FusedAdam, apply_step
+
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(5))]
+    b = [nn.Parameter(p.detach().clone()) for p in a]
+    opt_a, opt_b = make_optimizer("adam", a, 1e-2, 0.0), make_optimizer("adam", b, 1e-2, 0.0)
+    saved = None
+    for step in range(6):
+        grads = [torch.randn_like(p) for p in a]
+        if step == 4:  # a fresh optimizer from the saved state
+            opt_a = make_optimizer("adam", a, 1e-2, 0.0)
+            opt_a.load_state_dict(saved)
+        if step in (2, 5):  # the optimizer's own step
+            for p, g in zip(a, grads):
+                p.grad = g.clone()
+            opt_a.step()
+        else:
+            assert apply_step(opt_a, a, grads, fused=FusedAdam.of(opt_a, a))
+        for p, g in zip(b, grads):
+            p.grad = g.clone()
+        opt_b.step()
+        saved = copy.deepcopy(opt_a.state_dict())
+        for p, q in zip(a, b):
+            assert torch.equal(p, q)
+            assert float(opt_a.state[p]["step"]) == float(opt_b.state[q]["step"]) == step + 1
+
+
 @pytest.mark.parametrize("resolved", [False, True])
 def test_a_transposed_gradient_steps_as_its_contiguous_copy(resolved):
     """torch's fused CPU Adam misreads a gradient laid out unlike its parameter;
