@@ -44,16 +44,25 @@ def apply_step(
     grads,
     loss: torch.Tensor | None = None,
     fused: FusedAdam | None = None,
+    plain: bool = False,
 ) -> bool:
     """Step ``optimizer`` with ``grads`` unless the loss or a gradient is not finite;
     a skipped step leaves the weights as they were. Returns whether it was taken.
     ``fused``: the optimizer's :class:`FusedAdam`, resolved by a caller that steps
-    several times.
+    several times; ``plain``: the caller's gradients are dense, contiguous and of the
+    parameters' dtype, and its loss records no graph (the closed-form gradients), so
+    none of that is checked again at each step.
 
     A finite gradient can still make a weight non-finite (a learning rate far too
     high): :class:`Transaction` catches that once per call rather than per step.
     """
-    if not all_finite(grads if loss is None else [*grads, loss.detach()]):
+    if plain:
+        if not all_finite(grads if loss is None else [*grads, loss]):
+            return False
+        if fused is not None:
+            fused.step(grads)
+            return True
+    elif not all_finite(grads if loss is None else [*grads, loss.detach()]):
         return False
     # torch's fused CPU Adam reads a gradient as if laid out like its parameter (torch
     # 2.13: a transposed gradient steps wrongly): hand it contiguous ones.
@@ -139,13 +148,17 @@ class FusedAdam:
         gradients of another dtype."""
         if any(g.is_sparse or g.dtype != p.dtype for p, g in zip(self.params, grads)):
             return False
+        self.step(grads)
+        return True
+
+    def step(self, grads) -> None:
+        """One step with dense gradients of the parameters' dtype."""
         self.counts.add_(1)  # every parameter's step count, in one operation
         group = self.group
         adam_kernel(
             list(self.params), list(grads), self.exp_avgs, self.exp_avg_sqs, self.steps,
             group["lr"], group["betas"], group["weight_decay"], group["eps"], self.decoupled,
         )  # fmt: skip
-        return True
 
 
 def _shared_counts(states: list) -> torch.Tensor:
@@ -364,8 +377,10 @@ def train_epoch(
         kept_targets = None if targets is None else targets[i]
         if tasks is not None and not bool((yb >= 0).any()):
             continue  # no label in the batch: a zero gradient would still move Adam
-        if closed is not None and Xb.layout == torch.strided:
+        plain = closed is not None and Xb.layout == torch.strided
+        if plain:
             loss, grads = closed(Xb, yb, wb, mask, kept_targets)
+            plain = penalty is None  # a penalty's gradients are its own
         else:
             z = head(trunk(Xb))
             loss = weighted_loss(z, yb, wb, mask, tasks)
@@ -377,7 +392,7 @@ def train_epoch(
             grads = torch.autograd.grad(loss, params, materialize_grads=True)
         if penalty is not None:
             grads = penalty(params, grads)
-        if apply_step(optimizer, params, grads, loss, fused):
+        if apply_step(optimizer, params, grads, loss, fused, plain=plain):
             total += loss.item() * n
             weight += n
             taken += 1
@@ -427,7 +442,7 @@ def fine_tune_head(
                 G_t = torch.softmax(z_t if mask_t is None else z_t + mask_t, dim=0)
                 G_t = G_t.scatter_add_(0, labels, minus_one).mul_(scale)
                 grads = (G_t @ feats, G_t.sum(1))
-                skipped += not apply_step(optimizer, params, grads, fused=fused)
+                skipped += not apply_step(optimizer, params, grads, fused=fused, plain=True)
         return skipped
     for _ in range(steps):
         z = head(feats)
