@@ -103,7 +103,7 @@ class MLPGrads:
         loss (dark experience replay)."""
         layers = self.layers
         acts = [X]
-        for W, Wt, b, act in layers[:-1]:
+        for _, Wt, b, act in layers[:-1]:
             acts.append(_layer(acts[-1], Wt, b, act))
         W = layers[-1][0]
         # Logits as classes by rows: softmax over a short first axis vectorises over the
