@@ -52,11 +52,15 @@ from ._tasks import TaskDriftMonitor, TaskHeads, TaskReplayMemory, Tasks, label_
 FISHER_ROWS = 256
 # Most rows of a chunk the head's fine-tune learns from (a uniform sample of a larger
 # chunk; as many replayed rows join them). Chosen by benchmarks/bench_head_budget.py
-# (issue 10, benchmarks/DEFAULTS.md; five streams of 10,000-row chunks, 2 seeds): 4096
-# loses nothing measured against the whole chunk (prequential mean 0.7344 against
-# 0.7335) at 42 instead of 54 ms a call; 2048 cost the 10-class stream 0.3 points,
-# 512 cost it 2.2.
-HEAD_ROWS = 4096
+# (issue 10, benchmarks/DEFAULTS.md, "2026-12-06 22:00"; five streams of 10,000-row
+# chunks, 6 seeds): 2048 against 4096 costs 0.13 points of prequential accuracy (0.7403
+# against 0.7416) and gives a tenth more rows/s (1.03-1.05 of MLPClassifier's against
+# 0.92-0.96, target 2a); 512 cost the 10-class stream 2.2 points. Chunks of at most
+# 2,048 rows (every other benchmark's) are learned whole, as before.
+HEAD_ROWS = 2048
+# Most replay-memory rows the head's closed-form candidate starts from (a uniform
+# sample of a larger memory).
+MEMORY_HEAD_ROWS = 4096
 
 
 def _rates_apply(rates, s: Settings) -> bool:
@@ -280,15 +284,15 @@ class OnlineLearner:
 
     def _memory_features(self, gen):
         """``(feats, y, gen)``: the trunk's features of the replay memory's rows (a
-        uniform sample of ``HEAD_ROWS`` of a larger memory) and their class indices,
+        uniform sample of ``MEMORY_HEAD_ROWS`` of a larger memory) and their class indices,
         for the head's closed-form candidate to start from; None for an empty or
         sparse memory."""
         memory = self.memory
         if not len(memory) or self.sparse or self.settings.memory_size == 0:
             return None
         X, y = memory.X, memory.y
-        if len(y) > HEAD_ROWS:
-            idx = torch.randperm(len(y), generator=gen)[:HEAD_ROWS].to(y.device)
+        if len(y) > MEMORY_HEAD_ROWS:
+            idx = torch.randperm(len(y), generator=gen)[:MEMORY_HEAD_ROWS].to(y.device)
             X, y = X.index_select(0, idx), y.index_select(0, idx)
         with torch.no_grad():
             return trunk_forward(self.trunk)(X), y, gen

@@ -204,7 +204,7 @@ def test_a_pretrained_network_starts_it_from_the_stream(digits):
 def test_a_large_memory_starts_it_from_a_sample(digits, monkeypatch):
     import skocl._learner as learner_module
 
-    monkeypatch.setattr(learner_module, "HEAD_ROWS", 300)
+    monkeypatch.setattr(learner_module, "MEMORY_HEAD_ROWS", 300)
     X, y = digits
     clf = OnlineFineTuneClassifier(random_state=0).fit(X[:1000], y[:1000])
     assert len(clf.learner_.memory) == 1000
