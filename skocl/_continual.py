@@ -217,18 +217,17 @@ class ReplayMemory:
         """Offer the rows of a chunk to the memory (``labels``: ``y`` on the host, when
         the caller has them; ``logits``: as in :meth:`offer`)."""
         labels = y.cpu().numpy() if labels is None else labels
-        n_classes = int(labels.max()) + 1 if len(labels) else 0
-        if n_classes > len(self.seen):
-            self.seen = torch.cat(
-                [self.seen, torch.zeros(n_classes - len(self.seen), dtype=torch.long)]
-            )
         counts = np.bincount(labels, minlength=len(self.seen))
+        if len(counts) > len(self.seen):  # a class index past those seen
+            self.seen = torch.cat(
+                [self.seen, torch.zeros(len(counts) - len(self.seen), dtype=torch.long)]
+            )
         if self.strategy == "reservoir":
             every_slot = torch.ones(len(self), dtype=torch.bool, device=self.y.device)
             self._reservoir(X, y, every_slot, self.capacity, gen, logits=logits)
             self.seen = self.seen + torch.from_numpy(counts)
             return
-        active = int(((self.seen.numpy() > 0) | (counts > 0)).sum())
+        active = np.count_nonzero(self.seen.numpy() + counts)  # classes with a row
         quota = max(self.capacity // max(active, 1), 1)
         held = self._shrink_to(quota, gen)
         self._balanced(X, y, labels, counts, held, quota, gen, logits)
@@ -243,9 +242,11 @@ class ReplayMemory:
         seen = self.seen.numpy()
         free = np.zeros(len(counts), dtype=np.int64)
         room = self.capacity - len(self)
-        for c in np.flatnonzero(counts):  # rows appended while there is room
-            free[c] = max(min(quota - held[c], room, counts[c]), 0)
-            room -= free[c]
+        appending = room > 0  # a full memory (most calls) appends nothing
+        if appending:
+            for c in np.flatnonzero(counts):  # rows appended while there is room
+                free[c] = max(min(quota - held[c], room, counts[c]), 0)
+                room -= free[c]
         # The chunk's rows grouped by class (label order), each class in chunk order:
         # row p of the grouping is its class's rank[p]-th row.
         # (Small labels as int16: numpy's stable sort is a radix sort for them, 25 against
@@ -255,9 +256,10 @@ class ReplayMemory:
         cls = np.repeat(np.arange(len(counts)), counts)
         rank = np.arange(len(cls)) - np.repeat(np.cumsum(counts) - counts, counts)
         slots = held + free
-        appended = rank < free[cls]
-        drawn = ~appended & (slots[cls] > 0)
-        if appended.any():
+        appended = rank < free[cls] if appending else None
+        drawn = slots[cls] > 0
+        if appended is not None and appended.any():
+            drawn &= ~appended
             rows = _index(order[appended], y.device)
             kept = X.index_select(0, rows)
             Z = self._kept_logits(kept, logits, rows)
