@@ -323,16 +323,18 @@ class OnlineLearner:
         if watch:
             served = pred is not None and self.served[1] is self.head
             pred = pred.cpu().numpy() if served else None
-            self._watch(rows, s, seen, pred, fresh, positions)
+            self._watch(rows, s, seen, pred, fresh, positions, forward)
         return took_over
 
-    def _watch(self, rows, s: Settings, seen: int, pred, fresh, positions) -> None:
+    def _watch(self, rows, s: Settings, seen: int, pred, fresh, positions, forward) -> None:
         """Feed the errors of the served weights' predictions ``pred`` of the chunk's
-        rows (made here when None), at ``positions`` of it, to the drift monitor (per
-        task: the errors of the rows labelled for it); a drift it reacts to starts a
-        fresh head (``fresh``)."""
+        rows (made here when None; ``forward``: the trunk's, built for the update), at
+        ``positions`` of it, to the drift monitor (per task: the errors of the rows
+        labelled for it); a drift it reacts to starts a fresh head (``fresh``)."""
         if pred is None:
-            pred = predict_rows(*self.served, rows, s.batch(len(rows)), self.mask, self.tasks)
+            trunk, head = self.served
+            trunk = forward if trunk is self.trunk else trunk
+            pred = predict_rows(trunk, head, rows, s.batch(len(rows)), self.mask, self.tasks)
         if self.tasks is None:
             if self.drift.observe(pred != rows.labels, seen, positions):
                 # Same inputs, other labels: the rows of the chunk's classes go, and
