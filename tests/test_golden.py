@@ -14,9 +14,9 @@ moved no counter or prediction and no float by more than 5e-7; again when the he
 copies at several rates took torch's fused Adam kernel, which moved 15 scenarios by at
 most 1.2e-7 and no counter or prediction; every scenario whose ``partial_fit`` replays
 rows it kept, when ``logit_replay`` became 0.1 by default, with the file's bits
-reproduced first at ``logit_replay=0``; every scenario again, unchanged in behaviour, when the fingerprint
-came to name the CPU's vendor and the file was recorded on an AMD CPU). The test
-replays each scenario and asserts the same bits.
+reproduced first at ``logit_replay=0``; every scenario again, unchanged in behaviour,
+when the fingerprint came to name the CPU's vendor and the file was recorded on an AMD
+CPU). The test replays each scenario and asserts the same bits.
 
 Bit-identity holds for the torch build and CPU kernels the file was recorded with; on
 another torch version or CPU capability the test compares to a tight tolerance instead
