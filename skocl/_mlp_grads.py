@@ -68,7 +68,7 @@ class MLPGrads:
         self.wanted = wanted  # for each parameter asked for: (layer, 0 weight / 1 bias)
         self.first = min(i for i, _ in wanted)  # the lowest layer with a gradient asked
         self.need = {i for i, _ in wanted}
-        # Per mini-batch size n: 1/n and -1/n as tensors of the weights' dtype. An
+        # Per mini-batch size n: 1/n and -1/n as 0-d tensors of the weights' dtype. An
         # in-place product with a Python number first copies it into such a tensor
         # (the same bits, about 1.5 us more a product).
         self._scales: dict = {}
@@ -155,8 +155,9 @@ class MLPGrads:
     def _scale(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scales = self._scales.get(n)
         if scales is None:
+            # Host scalars: a 0-d host tensor multiplies a tensor on any device.
             scales = self._scales[n] = (
-                like.new_tensor(1.0 / n), like.new_tensor(-1.0 / n)
+                torch.tensor(1.0 / n, dtype=like.dtype), torch.tensor(-1.0 / n, dtype=like.dtype)
             )  # fmt: skip
         return scales
 
