@@ -1,21 +1,23 @@
 """How many of a large chunk's rows the head's fine-tune needs (issue 10, target 2a):
-``HEAD_ROWS`` (``skocl._learner``), the most rows of a chunk the head learns from, a
-uniform sample of a larger chunk.
+the most rows of a chunk the head learns from, a uniform sample of a larger chunk
+(``skocl._learner.head_budget``: ``HEAD_ROWS_PER_CLASS`` rows per class, at least
+``HEAD_ROWS_MIN``, at most ``HEAD_ROWS``).
 
 Streams of 150,000 rows in chunks of 10,000, test-then-train with the defaults
 (prequential accuracy on every chunk but the first), for each budget:
 
 - ``make_drift_stream`` (20 features, 4 classes) with an abrupt drift at half, and
   with a gradual one (width 20,000);
-- ``make_classification`` (20 features, 10 informative, 10 classes), stationary;
+- ``make_classification`` (20 features, 10 informative, 10 and 6 classes), stationary;
 - river's ``Hyperplane`` (10 features, incremental drift) and ``RandomTree``.
 
 It prints the prequential accuracy per stream (mean over seeds), its mean, and the CPU
 seconds of ``partial_fit`` per 10,000-row call (median). One torch thread. Run::
 
-    python benchmarks/bench_head_budget.py [--seeds 2] [--budgets 0,4096,2048,1024,512]
+    python benchmarks/bench_head_budget.py [--seeds 2] [--budgets 0,4096,2048,1024,512,rule]
 
-(0: no budget, the whole chunk.)
+(a number: that many rows whatever the classes, 0 none, the whole chunk; ``rule``: the
+default, ``head_budget``.)
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def streams(seed: int) -> dict:
     out["drift, gradual"] = (X, y)
     X, y = make_classification(N_ROWS, 20, n_informative=10, n_classes=10, random_state=seed)
     out["stationary, 10 classes"] = (X.astype(np.float32), y)
+    X, y = make_classification(N_ROWS, 20, n_informative=10, n_classes=6, random_state=seed)
+    out["stationary, 6 classes"] = (X.astype(np.float32), y)
     out["Hyperplane"] = river_stream(
         iter(synth.Hyperplane(seed=seed, n_features=10, mag_change=0.001)), N_ROWS
     )
@@ -79,18 +83,22 @@ def prequential(X, y, seed: int) -> tuple[float, list]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--budgets", default="0,4096,2048,1024,512")
+    parser.add_argument("--budgets", default="0,4096,2048,1024,512,rule")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    budgets = [int(b) for b in args.budgets.split(",")]
+    budgets = [b if b == "rule" else int(b) for b in args.budgets.split(",")]
+    default = learner_module.HEAD_ROWS, learner_module.HEAD_ROWS_MIN
     data = {seed: streams(seed) for seed in range(args.seeds)}
     names = list(data[0])
     print(f"torch threads: 1; seeds 0-{args.seeds - 1}; {N_ROWS:,} rows in chunks of {CHUNK:,}\n")
-    print("| HEAD_ROWS | " + " | ".join(names) + " | mean | s per call |")
+    print("| rows | " + " | ".join(names) + " | mean | s per call |")
     print("|---|" + "---:|" * (len(names) + 2))
     for budget in budgets:
-        learner_module.HEAD_ROWS = budget or 1 << 62
+        if budget == "rule":
+            learner_module.HEAD_ROWS, learner_module.HEAD_ROWS_MIN = default
+        else:  # the same number whatever the classes
+            learner_module.HEAD_ROWS = learner_module.HEAD_ROWS_MIN = budget or 1 << 62
         accs, secs = {n: [] for n in names}, []
         for seed in data:
             for name in names:
@@ -100,6 +108,11 @@ def main(argv=None) -> None:
         means = [float(np.mean(accs[n])) for n in names]
         cells = " | ".join(f"{m:.4f}" for m in means)
         label = budget or "none (whole chunk)"
+        if budget == "rule":
+            label = (
+                f"rule: {learner_module.HEAD_ROWS_PER_CLASS} a class, "
+                f"{default[1]} to {default[0]}"
+            )
         print(f"| {label} | {cells} | {np.mean(means):.4f} | {np.median(secs):.4f} |")
 
 

@@ -100,7 +100,7 @@ import skocl  # noqa: E402
 from skocl import OnlineFineTuneClassifier  # noqa: E402
 from skocl._continual import ReplayMemory  # noqa: E402
 from skocl._drift import WATCH_ROWS  # noqa: E402
-from skocl._learner import HEAD_ROWS  # noqa: E402
+from skocl._learner import head_budget  # noqa: E402
 
 N_FEATURES, N_CLASSES, HIDDEN = 20, 3, 256
 MEMORY_SIZE = 2000
@@ -200,7 +200,7 @@ class PlainTorch:
             self.trunk_opt.step()
 
         # 2. head fine-tune on the frozen trunk's features (of a uniform sample of
-        #    HEAD_ROWS rows of a larger chunk)
+        #    head_budget(classes) rows of a larger chunk)
         self.trunk.eval()
         X, y = self.head_rows(X, y)
         with torch.no_grad():
@@ -213,9 +213,10 @@ class PlainTorch:
         return self
 
     def head_rows(self, X, y):
-        if len(y) <= HEAD_ROWS:
+        budget = head_budget(self.head.out_features)
+        if len(y) <= budget:
             return X, y
-        idx = torch.randperm(len(y), generator=self.gen)[:HEAD_ROWS]
+        idx = torch.randperm(len(y), generator=self.gen)[:budget]
         return X[idx], y[idx]
 
     def predict(self, x):

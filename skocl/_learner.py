@@ -50,17 +50,26 @@ from ._tasks import TaskDriftMonitor, TaskHeads, TaskReplayMemory, Tasks, label_
 
 # Rows used to estimate EWC's Fisher information.
 FISHER_ROWS = 256
-# Most rows of a chunk the head's fine-tune learns from (a uniform sample of a larger
-# chunk; as many replayed rows join them). Chosen by benchmarks/bench_head_budget.py
-# (issue 10, benchmarks/DEFAULTS.md, "2026-12-06 22:00"; five streams of 10,000-row
-# chunks, 6 seeds): 2048 against 4096 costs 0.13 points of prequential accuracy (0.7403
-# against 0.7416) and gives a tenth more rows/s (1.03-1.05 of MLPClassifier's against
-# 0.92-0.96, target 2a); 512 cost the 10-class stream 2.2 points. Chunks of at most
-# 2,048 rows (every other benchmark's) are learned whole, as before.
+# Rows of a chunk the head's fine-tune learns from, at most (a uniform sample of a larger
+# chunk; as many replayed rows join them): HEAD_ROWS_PER_CLASS per class the head
+# predicts, at least HEAD_ROWS_MIN and at most HEAD_ROWS (head_budget()). Chosen by
+# benchmarks/bench_head_budget.py (issue 10, benchmarks/DEFAULTS.md; five streams of
+# 10,000-row chunks of 2, 4 and 10 classes): a stream of k classes lost accuracy below
+# about 200 rows a class (10 classes: 0.611 at 2,048 rows, 0.605 at 1,024, 0.593 at
+# 512), not above it (4 classes, 512 to 4,096 rows: within 0.3 points). Chunks of at
+# most 1,024 rows (every other benchmark's) are learned whole.
 HEAD_ROWS = 2048
+HEAD_ROWS_MIN = 1024
+HEAD_ROWS_PER_CLASS = 256
 # Most replay-memory rows the head's closed-form candidate starts from (a uniform
 # sample of a larger memory).
 MEMORY_HEAD_ROWS = 4096
+
+
+def head_budget(n_classes: int) -> int:
+    """The most rows of a chunk the head's fine-tune learns from, for a head of
+    ``n_classes`` outputs."""
+    return min(max(HEAD_ROWS_PER_CLASS * n_classes, HEAD_ROWS_MIN), HEAD_ROWS)
 
 
 def _rates_apply(rates, s: Settings) -> bool:
@@ -390,9 +399,10 @@ class OnlineLearner:
             self._mode(False, self.trunk, self.head)
         feats = None
         if s.head_steps and (rows.w is None or bool(rows.w.sum() > 0)):
-            # The head learns from at most HEAD_ROWS rows of a chunk: a linear head's
-            # full-batch gradient on that many is close to the chunk's, for less work.
-            head_rows = rows.sample(HEAD_ROWS, gen)
+            # The head learns from a sample of a large chunk: a linear head's
+            # full-batch gradient on a few hundred rows a class is close to the
+            # chunk's, for less work.
+            head_rows = rows.sample(head_budget(len(self.seen_classes)), gen)
             y, w, replayed = head_rows.y, head_rows.w, None
             if memory is not None and len(memory):
                 replayed, y, w = head_replay(memory, y, w, gen)

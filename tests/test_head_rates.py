@@ -188,6 +188,29 @@ def test_the_head_learns_from_a_sample_of_a_large_chunk(digits, monkeypatch):
 
 
 @pytest.mark.parametrize(
+    "n_classes, rows", [(2, 1024), (4, 1024), (6, 1536), (10, 2048), (20, 2048)]
+)
+def test_the_head_budget_is_rows_per_class_within_its_bounds(n_classes, rows, monkeypatch):
+    """A chunk of 3,000 rows: the head learns from 256 of its rows a class the head
+    predicts, at least 1,024 and at most 2,048 (as many replayed rows join them)."""
+    import skocl._learner as learner_module
+
+    assert learner_module.head_budget(n_classes) == rows
+    shapes = []
+    features = learner_module.head_features
+    monkeypatch.setattr(
+        learner_module, "head_features", lambda *a: shapes.append(len(a[1])) or features(*a)
+    )
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(3000, 5).astype(np.float32), rng.randint(n_classes, size=3000)
+    clf = OnlineFineTuneClassifier(random_state=0, hidden_layer_sizes=(8,))
+    clf.partial_fit(X, y, classes=np.arange(n_classes))
+    assert shapes == [rows]
+    clf.partial_fit(X[:500], y[:500])  # a chunk within the budget is learned whole
+    assert shapes == [rows, 500]
+
+
+@pytest.mark.parametrize(
     "optimizer, weight_decay", [("adam", 0.0), ("adam", 0.05), ("adamw", 0.05)]
 )
 def test_every_copy_steps_as_torchs_adam_at_its_rate(optimizer, weight_decay):
