@@ -110,8 +110,7 @@ def main(argv=None) -> None:
         label = budget or "none (whole chunk)"
         if budget == "rule":
             label = (
-                f"rule: {learner_module.HEAD_ROWS_PER_CLASS} a class, "
-                f"{default[1]} to {default[0]}"
+                f"rule: {learner_module.HEAD_ROWS_PER_CLASS} a class, {default[1]} to {default[0]}"
             )
         print(f"| {label} | {cells} | {np.mean(means):.4f} | {np.median(secs):.4f} |")
 
