@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim import optimizer as _optim
 
 from ._continual import batch_targets, logit_gaps
 from ._mlp_grads import MLPGrads, PlainForward
@@ -195,13 +196,11 @@ def adam_kernel(params, grads, exp_avgs, exp_avg_sqs, steps, lr, betas, weight_d
 
 def _has_step_hooks(optimizer) -> bool:
     """Whether step hooks are registered (on ``optimizer``, or on every optimizer)."""
-    from torch.optim import optimizer as module
-
     return bool(
         optimizer._optimizer_step_pre_hooks
         or optimizer._optimizer_step_post_hooks
-        or module._global_optimizer_pre_hooks
-        or module._global_optimizer_post_hooks
+        or _optim._global_optimizer_pre_hooks
+        or _optim._global_optimizer_post_hooks
     )
 
 
