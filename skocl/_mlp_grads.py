@@ -11,6 +11,8 @@ what it saves.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 from torch.nn.modules import module as _module
@@ -68,10 +70,6 @@ class MLPGrads:
         self.wanted = wanted  # for each parameter asked for: (layer, 0 weight / 1 bias)
         self.first = min(i for i, _ in wanted)  # the lowest layer with a gradient asked
         self.need = {i for i, _ in wanted}
-        # Per mini-batch size n: 1/n and -1/n as 0-d tensors of the weights' dtype. An
-        # in-place product with a Python number first copies it into such a tensor
-        # (the same bits, about 1.5 us more a product).
-        self._scales: dict = {}
 
     @classmethod
     def of(cls, trunk: nn.Module, head: nn.Module, params: list) -> MLPGrads | None:
@@ -80,6 +78,15 @@ class MLPGrads:
         steps = _linear_steps((*_layers(trunk), head))
         if not steps or steps[-1][0] is not head or steps[-1][1] is not None:
             return None
+        if any(p._backward_hooks for p in params):
+            return None
+        key, held = _layers_key(steps)
+        params = tuple(params)
+        key = (key, *map(id, params))
+        return reused(trunk, "grads", key, (held, params), lambda: cls._build(steps, params))
+
+    @classmethod
+    def _build(cls, steps: list, params: list) -> MLPGrads | None:
         if len({id(lin) for lin, _ in steps}) < len(steps):
             return None  # a layer used twice: its gradient would be a sum
         where = {}
@@ -88,7 +95,7 @@ class MLPGrads:
             where[lin.bias] = (i, 1)
         wanted = []
         for p in params:
-            if p not in where or p._backward_hooks:
+            if p not in where:
                 return None
             wanted.append(where[p])
         return cls(steps, wanted)
@@ -153,10 +160,15 @@ class MLPGrads:
         return loss, [grads[i][k] for i, k in self.wanted]
 
     def _scale(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scales = self._scales.get(n)
+        """1/n and -1/n as 0-d tensors of ``like``'s dtype. An in-place product with a
+        Python number first copies it into such a tensor (the same bits, about 1.5 us
+        more a product)."""
+        key = (n, like.dtype)
+        scales = _SCALES.get(key)
         if scales is None:
-            # Host scalars: a 0-d host tensor multiplies a tensor on any device.
-            scales = self._scales[n] = (
+            # Host scalars (never written): a 0-d host tensor multiplies a tensor on
+            # any device.
+            scales = _SCALES[key] = (
                 torch.tensor(1.0 / n, dtype=like.dtype), torch.tensor(-1.0 / n, dtype=like.dtype)
             )  # fmt: skip
         return scales
@@ -194,12 +206,52 @@ class PlainForward:
         if _globally_hooked():
             return None
         steps = _linear_steps(_layers(trunk))
-        return cls(steps) if steps else None
+        if not steps:
+            return None
+        key, held = _layers_key(steps)
+        return reused(trunk, "forward", key, held, lambda: cls(steps))
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
         for _, Wt, b, act in self.layers:
             X = _layer(X, Wt, b, act)
         return X
+
+
+# What MLPGrads.of and PlainForward.of built, per module they read (weakly: an entry
+# goes with its module), for later calls on an unchanged network (their checks still
+# run; building again costs about 30 us a partial_fit call of the defaults).
+_BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# _scale's tensors, per (n, dtype).
+_SCALES: dict = {}
+
+
+def reused(owner, kind: str, key: tuple, held, build):
+    """What ``build()`` returns, built once per ``owner`` and ``kind`` while ``key`` (a
+    tuple of ``id`` of objects in ``held``, and plain values) stays the same. ``held`` is
+    kept with it, so that no other object can take one of those ids. A cached value
+    must not refer to ``owner`` (it would never go)."""
+    entries = _BUILT.get(owner)
+    if entries is None:
+        entries = _BUILT.setdefault(owner, {})
+    cached = entries.get(kind)
+    if cached is not None and cached[0] == key:
+        return cached[2]
+    value = build()
+    entries[kind] = (key, held, value)
+    return value
+
+
+def _layers_key(steps: list) -> tuple[tuple, list]:
+    """What the built objects read of ``steps``' layers, as a key for :func:`reused`:
+    the layers, their activations, their weight and bias tensors and where those keep
+    their values (a tensor's ``.data`` can be set to another); and the objects whose
+    ids it holds."""
+    held = [(lin, lin.weight, lin.bias) for lin, _ in steps]
+    key = tuple(
+        (id(lin), act, id(W), id(b), W.data_ptr(), b.data_ptr())
+        for (lin, W, b), (_, act) in zip(held, steps)
+    )
+    return key, held
 
 
 def _layers(m: nn.Module):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from skocl import OnlineFineTuneClassifier
-from skocl._mlp_grads import _ROWS_FIRST, MLPGrads
+from skocl._mlp_grads import _ROWS_FIRST, MLPGrads, PlainForward
 from skocl._steps import weighted_loss
 
 
@@ -182,3 +182,64 @@ def test_the_default_network_is_mode_free():
     assert is_mode_free(build_mlp(5, 3, (16, 8), "relu", 0.0))
     assert is_mode_free(build_mlp(5, [3, 2], (16,), "tanh", 0.0))
     assert not is_mode_free(build_mlp(5, 3, (16,), "relu", 0.1))  # dropout
+
+
+def _check(trunk, head, params, n=20, seed=0):
+    """MLPGrads.of for the network as it is now, against autograd."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, trunk[0].in_features, generator=g, dtype=torch.float64)
+    y = torch.randint(head.out_features, (n,), generator=g)
+    closed = MLPGrads.of(trunk, head, params)
+    assert closed is not None
+    loss, grads = closed(X, y, None)
+    want_loss, want = _autograd(trunk, head, params, X, y, None, None)
+    torch.testing.assert_close(loss, want_loss.detach(), rtol=1e-12, atol=1e-12)
+    for got, exp in zip(grads, want, strict=True):
+        torch.testing.assert_close(got, exp, rtol=1e-10, atol=1e-12)
+    return closed
+
+
+def test_what_was_built_is_reused_only_for_the_same_network():
+    """MLPGrads.of and PlainForward.of reuse what they built for a module while its
+    layers, their tensors and where those keep their values are the same; any change
+    builds again, and the gradients and forward follow it."""
+    trunk, head = _net((16,))
+    params = list(trunk.parameters())
+    first = _check(trunk, head, params)
+    assert _check(trunk, head, params) is first  # unchanged: reused
+    forward = PlainForward.of(trunk)
+    assert PlainForward.of(trunk) is forward
+    # Weights stepped in place: the same objects, which see the new values.
+    with torch.no_grad():
+        trunk[0].weight.mul_(2.0)
+    assert _check(trunk, head, params) is first
+    # A weight's values moved elsewhere (.data set), a layer replaced, a head grown:
+    # each is built again.
+    trunk[0].weight.data = torch.randn(16, 7, dtype=torch.float64)
+    second = _check(trunk, head, params, seed=1)
+    assert second is not first
+    X = torch.randn(5, 7, dtype=torch.float64)
+    torch.testing.assert_close(PlainForward.of(trunk)(X), trunk(X).detach())
+    trunk[0] = nn.Linear(7, 16).double()
+    params = list(trunk.parameters())
+    third = _check(trunk, head, params, seed=2)
+    assert third is not second
+    torch.testing.assert_close(PlainForward.of(trunk)(X), trunk(X).detach())
+    head = nn.Linear(16, 6).double()
+    assert _check(trunk, head, params, seed=3) is not third
+    # A hook registered since: left to autograd, which runs it.
+    trunk[0].register_forward_hook(lambda *a: None)
+    assert MLPGrads.of(trunk, head, params) is None and PlainForward.of(trunk) is None
+
+
+def test_what_was_built_goes_with_its_module():
+    import gc
+    import weakref
+
+    trunk, head = _net((8,))
+    _check(trunk, head, list(trunk.parameters()))
+    PlainForward.of(trunk)
+    gone = weakref.ref(trunk)
+    del trunk
+    gc.collect()
+    assert gone() is None
