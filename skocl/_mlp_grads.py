@@ -243,13 +243,12 @@ def reused(owner, kind: str, key: tuple, held, build):
 
 def _layers_key(steps: list) -> tuple[tuple, list]:
     """What the built objects read of ``steps``' layers, as a key for :func:`reused`:
-    the layers, their activations, their weight and bias tensors and where those keep
-    their values (a tensor's ``.data`` can be set to another); and the objects whose
-    ids it holds."""
-    held = [(lin, lin.weight, lin.bias) for lin, _ in steps]
+    each layer's activation, weight and bias tensors, and where those keep their values
+    (a tensor's ``.data`` can be set to another); and the tensors whose ids it holds
+    (not the layers: a trunk that is one layer would then never go)."""
+    held = [(lin.weight, lin.bias) for lin, _ in steps]
     key = tuple(
-        (id(lin), act, id(W), id(b), W.data_ptr(), b.data_ptr())
-        for (lin, W, b), (_, act) in zip(held, steps)
+        (act, id(W), id(b), W.data_ptr(), b.data_ptr()) for (W, b), (_, act) in zip(held, steps)
     )
     return key, held
 

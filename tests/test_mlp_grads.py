@@ -232,12 +232,15 @@ def test_what_was_built_is_reused_only_for_the_same_network():
     assert MLPGrads.of(trunk, head, params) is None and PlainForward.of(trunk) is None
 
 
-def test_what_was_built_goes_with_its_module():
+@pytest.mark.parametrize("one_layer", [False, True])
+def test_what_was_built_goes_with_its_module(one_layer):
     import gc
     import weakref
 
     trunk, head = _net((8,))
-    _check(trunk, head, list(trunk.parameters()))
+    if one_layer:  # the trunk is the layer the built objects read
+        trunk = trunk[0]
+    MLPGrads.of(trunk, head, list(trunk.parameters()))
     PlainForward.of(trunk)
     gone = weakref.ref(trunk)
     del trunk
