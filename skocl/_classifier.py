@@ -141,8 +141,8 @@ class OnlineFineTuneClassifier(
         Learning rate of the head fine-tune in ``partial_fit``.
     head_steps : int, default=3
         Full-batch gradient steps of the head fine-tune, on the chunk (a uniform sample
-        of 2,048 of its rows when it has more) and as many replayed rows. ``0`` skips
-        it.
+        of 256 of its rows a class, 1,024 to 2,048, when it has more) and as many
+        replayed rows. ``0`` skips it.
     head_rates : tuple of float and "lda", default=(1.0, 0.1, 0.01, "lda")
         Multiples of ``head_lr`` at which copies of the head are fine-tuned side by
         side, and ``"lda"``: a head in closed form beside them, streaming linear
@@ -283,7 +283,8 @@ class OnlineFineTuneClassifier(
        ``trunk_lr``, :math:`\phi` fixed (the pull toward the anchor :math:`\theta^*` only
        with ``regularization``: :math:`F = 1` for L2-SP, the empirical Fisher for EWC);
     2. head fine-tune: the trunk frozen, :math:`z_i = f_\theta(x_i)` computed once (for
-       at most 2,048 rows of :math:`C`, a uniform sample of a larger chunk), then
+       at most 256 rows of :math:`C` a class, within 1,024 to 2,048, a uniform sample
+       of a larger chunk), then
        ``head_steps`` full-batch steps :math:`\phi \leftarrow \mathrm{opt}_\phi(\phi,
        \nabla_\phi L)` on the :math:`z_i` at rate ``head_lr``; a trained head takes
        them at each rate of ``head_rates`` side by side, a closed-form head
