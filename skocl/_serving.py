@@ -11,7 +11,8 @@ import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._modules import OPTIMIZERS, TrunkHeadNet
-from ._steps import argmax_rows, forward
+from ._rows import FORWARD_ROWS
+from ._steps import argmax_rows, check_logits, forward
 from ._validation import FLOATS, cast
 
 
@@ -48,13 +49,33 @@ class ServingMixin:
             check_is_fitted(self)
             raise
         if self._is_plain(X):
-            # The hot path of predict: X needs no more than a cast and a finite check.
+            # The hot path of predict_proba and decision_function (and of predict where
+            # _cpu_logits does not apply): X needs no more than a cast and a finite check.
             Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
             if math.isfinite(Xc.sum()) and Xc.flags.writeable:
                 X_t = torch.from_numpy(Xc)
                 out = forward(*learner.served, X_t, post, learner.gpu, 0, learner.mask)
                 return out.cpu().numpy()
         return learner.forward(self._check_X(X), post)
+
+    def _cpu_logits(self, learner, X):
+        """The served logits of X (the mask added) as a numpy array, for plain X (see
+        :meth:`_is_plain`) of at most ``FORWARD_ROWS`` rows on the CPU: one forward pass
+        and numpy for the rest, the hot path of ``predict`` (1 row: about 1.2 times a
+        plain torch forward, against 1.55 through :meth:`_forward`); None for any other
+        input, which takes :meth:`_forward`."""
+        if learner.gpu is not None or not self._is_plain(X) or X.shape[0] > FORWARD_ROWS:
+            return None
+        Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
+        if not (math.isfinite(Xc.sum()) and Xc.flags.writeable):
+            return None  # _forward's checks name the problem
+        trunk, head = learner.served
+        with torch.inference_mode():
+            z = head(trunk(torch.from_numpy(Xc)))
+        out = z.numpy()
+        if not math.isfinite(out.sum()):
+            check_logits(z)  # an error naming the row, unless the sum alone overflowed
+        return out if learner.mask is None else out + learner.mask.numpy()
 
     def predict(self, X):
         """Predict class labels.
@@ -70,9 +91,12 @@ class ServingMixin:
             Labels from ``classes_`` (of several tasks: column ``t`` from
             ``classes_[t]``).
         """
-        tasks = self.learner_.tasks if hasattr(self, "learner_") else None
+        learner = getattr(self, "learner_", None)
+        tasks = None if learner is None else learner.tasks
         if tasks is None:
-            idx = self._forward(X, argmax_rows)
+            z = None if learner is None else self._cpu_logits(learner, X)
+            # numpy's argmax, as torch's, takes the first of equal logits
+            idx = self._forward(X, argmax_rows) if z is None else z.argmax(1)
             return self.classes_[idx]
         idx = tasks.argmax(self._forward(X))
         columns = [classes[idx[:, t]] for t, classes in enumerate(self.classes_)]

@@ -58,6 +58,30 @@ def test_predict_proba_is_a_distribution_and_matches_predict(small):
     np.testing.assert_array_equal(clf.decision_function(X).argmax(1), proba.argmax(1))
 
 
+@pytest.mark.parametrize("layout", ["C float64", "F float64", "C float32", "read-only"])
+def test_predict_is_the_argmax_of_the_served_logits(small, layout):
+    """predict (on plain CPU input, straight from the forward pass with numpy) names the
+    class of the largest served logit, as decision_function gives them, with a class of
+    the fixed label set that no row has shown yet never predicted; input it does not
+    take that way (read-only) gets the same labels."""
+    X, y = small
+    clf = OnlineFineTuneClassifier(random_state=0, classes=[0, 1, 2, 7])
+    clf.partial_fit(X, y)  # label 7: no row yet, its logit masked
+    Xp = {
+        "C float64": X,
+        "F float64": np.asfortranarray(X),
+        "C float32": X.astype(np.float32),
+        "read-only": X.astype(np.float32),  # of the network's dtype: no copy to write
+    }[layout]
+    Xp.flags.writeable = layout != "read-only"
+    z = clf.decision_function(X)
+    assert np.isneginf(z[:, 3]).all()
+    labels = clf.predict(Xp)
+    np.testing.assert_array_equal(labels, clf.classes_[z.argmax(1)])
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    np.testing.assert_array_equal(labels, clf.predict(X[:1].tolist() + X[1:].tolist()))
+
+
 def test_binary_decision_function_is_logit_difference():
     X, y = make_classification(n_samples=80, n_features=5, random_state=1)
     clf = fitted(X, y)
