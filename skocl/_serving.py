@@ -72,6 +72,8 @@ class ServingMixin:
         trunk, head = learner.served
         with torch.inference_mode():
             z = head(trunk(torch.from_numpy(Xc)))
+        if not z.is_cpu or z.dtype not in (torch.float32, torch.float64):
+            return None  # a module's own device or dtype: torch's path handles it
         out = z.numpy()
         if not math.isfinite(out.sum()):
             check_logits(z)  # an error naming the row, unless the sum alone overflowed
