@@ -224,10 +224,7 @@ class OnlineLearner:
             )
             if memory is not None and not undone:  # rows that broke the update stay out
                 logits = self._kept_logits(s, forward, feats)
-                if logits is None:
-                    memory.offer(rows, s.batch(len(rows)), gen)
-                else:
-                    memory.offer(rows, s.batch(len(rows)), gen, logits)
+                memory.offer(rows, s.batch(len(rows)), gen, logits)
         if self.anchor is None:
             self.capture_anchor(rows)  # from scratch: the first update is the start
         self.fusion.after_update(self.trunk, self.head, self.params, self.anchor)

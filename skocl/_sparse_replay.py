@@ -177,12 +177,15 @@ class SparseReplayMemory:
         return SparseRows.cat([X, Xm.to(X.device, X.dtype)]), torch.cat([y, ym]), w
 
     # ----------------------------------------------------------------- offering
-    def offer(self, rows, batch_size: int, gen: torch.Generator) -> None:
+    def offer(self, rows, batch_size: int, gen: torch.Generator, logits=None) -> None:
         """Offer every row of ``rows`` (anything with a sparse ``X``, scipy or
         :class:`SparseRows`, and class indices ``y``), ``FORWARD_ROWS`` rows at a time as
         the dense memory offers them (each offer rebuilds the kept rows once; offering a
-        chunk in mini-batches rebuilt them once per mini-batch). ``batch_size`` is
-        accepted for the memories' common signature."""
+        chunk in mini-batches rebuilt them once per mini-batch). ``batch_size`` and
+        ``logits`` are accepted for the memories' common signature: a sparse memory
+        keeps no logits, so ``logits`` must be None."""
+        if logits is not None:
+            raise ValueError("a sparse replay memory keeps no logits (logit_replay)")
         X, step = rows.X, FORWARD_ROWS
         for start in range(0, len(rows.y), step):
             sl = slice(start, start + step)
