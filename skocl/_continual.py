@@ -74,9 +74,10 @@ def batch_targets(Z, mask, width: int, sizes: list[int], alpha: float) -> list:
     if len(sizes) == 1:
         per_batch = [counts.sum().item()]
     else:
+        lengths = torch.tensor(sizes, device=counts.device)
         totals = torch.cat([counts.new_zeros(1), counts.sum(1).cumsum(0)])
-        ends = torch.tensor(sizes).cumsum(0).to(totals.device)
-        per_batch = (totals[ends] - totals[ends - torch.tensor(sizes).to(ends.device)]).tolist()
+        ends = lengths.cumsum(0)
+        per_batch = (totals[ends] - totals[ends - lengths]).tolist()
     return [
         (t.t(), c.t(), alpha / k) if k else None
         for t, c, k in zip(T.split(sizes), counts.split(sizes), per_batch)
