@@ -124,7 +124,7 @@ class MLPGrads:
         # (softmax - onehot) * scale, the onehot's -1 added where each row's label is.
         G_t = logp_t.exp_().scatter_(0, labels, -1.0, reduce="add")
         if w is None:
-            inverse, minus_inverse = self._scale(n, G_t)
+            inverse, minus_inverse = _inverses(n, G_t.dtype)
             loss = picked.sum().mul_(minus_inverse)
             G_t.mul_(inverse)
         else:
@@ -158,20 +158,6 @@ class MLPGrads:
                 if i > first:
                     g = torch.mm(g, W)
         return loss, [grads[i][k] for i, k in self.wanted]
-
-    def _scale(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """1/n and -1/n as 0-d tensors of ``like``'s dtype. An in-place product with a
-        Python number first copies it into such a tensor (the same bits, about 1.5 us
-        more a product)."""
-        key = (n, like.dtype)
-        scales = _SCALES.get(key)
-        if scales is None:
-            # Host scalars (never written): a 0-d host tensor multiplies a tensor on
-            # any device.
-            scales = _SCALES[key] = (
-                torch.tensor(1.0 / n, dtype=like.dtype), torch.tensor(-1.0 / n, dtype=like.dtype)
-            )  # fmt: skip
-        return scales
 
 
 def _linear_steps(modules) -> list | None:
@@ -221,8 +207,24 @@ class PlainForward:
 # goes with its module), for later calls on an unchanged network (their checks still
 # run; building again costs about 30 us a partial_fit call of the defaults).
 _BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# _scale's tensors, per (n, dtype).
+# _inverses' tensors, per (n, dtype).
 _SCALES: dict = {}
+
+
+def _inverses(n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """1/n and -1/n as 0-d tensors of ``dtype``, made once per process. An in-place
+    product with a Python number first copies it into such a tensor (the same bits,
+    about 1.5 us more a product)."""
+    key = (n, dtype)
+    scales = _SCALES.get(key)
+    if scales is None:
+        # Host scalars (never written): a 0-d host tensor multiplies a tensor on any
+        # device.
+        scales = _SCALES[key] = (
+            torch.tensor(1.0 / n, dtype=dtype),
+            torch.tensor(-1.0 / n, dtype=dtype),
+        )
+    return scales
 
 
 def reused(owner, kind: str, key: tuple, held, build):
