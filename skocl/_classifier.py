@@ -484,6 +484,12 @@ class OnlineFineTuneClassifier(
         tags.input_tags.sparse = True
         return tags
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once the model holds a learner (``fit``, ``partial_fit`` or
+        ``skocl.load``), what ``check_is_fitted`` and scikit-learn's wrapper of every
+        ``partial_fit`` ask; without it they scan the attributes' names."""
+        return "learner_" in vars(self)
+
     @classmethod
     def _get_param_names(cls):
         """scikit-learn's parameter names (read from ``__init__``'s signature), kept
