@@ -62,6 +62,10 @@ from .exceptions import NonFiniteStepWarning
 _RESET_BY_VALIDATE = ("n_features_in_", "feature_names_in_")
 
 
+# The parameters that Settings holds.
+_SETTINGS = tuple(Settings.__dataclass_fields__)
+
+
 class OnlineFineTuneClassifier(
     TasksMixin, LearnerViewsMixin, ClassifierMixin, ServingMixin, BaseEstimator
 ):
@@ -610,12 +614,22 @@ class OnlineFineTuneClassifier(
 
     def _settings(self) -> Settings:
         """The parameters that act on every call, read here and nowhere else
-        (``"auto"`` resolved for the network's input: dense or sparse)."""
-        values = {name: getattr(self, name) for name in Settings.__dataclass_fields__}
-        if values["trunk_lr"] == "auto":
-            values["trunk_lr"] = AUTO_TRUNK_LR["sparse" if self.learner_.sparse else "dense"]
-        values["head_rates"] = check_head_rates(values["head_rates"])
-        return Settings(**values)
+        (``"auto"`` resolved for the network's input: dense or sparse). The last one
+        built is returned again while every parameter is the object it was built from
+        and the input kind is the same (most calls: ``set_params`` between calls makes
+        a new one)."""
+        values = [getattr(self, name) for name in _SETTINGS]
+        sparse = self.learner_.sparse
+        last = self.__dict__.get("_settings_from")
+        if last is not None and last[0] == sparse and all(map(operator.is_, values, last[1])):
+            return last[2]
+        named = dict(zip(_SETTINGS, values))
+        if named["trunk_lr"] == "auto":
+            named["trunk_lr"] = AUTO_TRUNK_LR["sparse" if sparse else "dense"]
+        named["head_rates"] = check_head_rates(named["head_rates"])
+        settings = Settings(**named)
+        self._settings_from = (sparse, values, settings)
+        return settings
 
     def _rows(self, X, y_idx, sw) -> Rows:
         learner = self.learner_

@@ -459,7 +459,10 @@ class OnlineLearner:
 
     # ------------------------------------------------------------------ set-up
     def configure(self, settings: Settings) -> None:
-        """Take the settings of this call."""
+        """Take the settings of this call (those of the last call again: nothing to
+        do)."""
+        if settings is self.settings:
+            return
         self.settings = settings
         self.memory.capacity = settings.memory_size
         self.memory.strategy = settings.memory_strategy

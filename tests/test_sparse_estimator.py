@@ -79,6 +79,18 @@ def test_dense_input_keeps_the_dense_network(docs):
     assert not clf.learner_.sparse
 
 
+def test_refitting_on_the_other_input_kind_takes_its_own_auto_rate(docs):
+    # The settings of one call are reused by the next while no parameter changed: a
+    # refit on sparse input after dense (and back) must still take its own "auto" rate.
+    X, y = docs
+    clf = OnlineFineTuneClassifier(max_iter=2, random_state=0)
+    rates = []
+    for rows in (X[:200].toarray(), X[:200], X[:200].toarray()):
+        clf.fit(rows, y[:200]).partial_fit(rows[:50], y[:50])
+        rates.append((clf.learner_.sparse, clf.learner_.trunk_optimizer.param_groups[0]["lr"]))
+    assert rates == [(False, 1e-3), (True, 5e-2), (False, 1e-3)]
+
+
 def test_rows_of_words_a_chunk_lacks_are_left_bit_identical(docs):
     X, y = docs
     clf = fitted_stream(X, y, memory_size=0)
