@@ -125,6 +125,9 @@ class ReplayMemory:
     # Whether all mini-batches' replayed rows can come from one draw (a subclass whose
     # draw depends on its size draws a mini-batch at a time).
     one_draw = True
+    # What the rows that a call replaced in place held, for a failed call to put back
+    # (:meth:`record`); None when no call records.
+    _journal: list | None = None
 
     def __init__(self, capacity: int, strategy: str, n_features: int, dtype, device) -> None:
         self.capacity, self.strategy = capacity, strategy
@@ -136,6 +139,41 @@ class ReplayMemory:
 
     def __len__(self) -> int:
         return self.y.shape[0]
+
+    # ------------------------------------------------------------- in-place writes
+    # A row kept in place of another is written in place: a copy of the whole memory at
+    # every call (to leave the tensors a failed call puts back untouched) cost more than
+    # the rows it kept (17 us a 32-row call at 2,000 rows of 20 features, and it grows
+    # with the width). Rows only ever change this way; the memory grows and shrinks by
+    # new tensors, which a failed call puts back by reference.
+    def record(self) -> int:
+        """Keep, from now on, what in-place writes replace (a call starts: the
+        :class:`~skocl._learner_checkpoint.Checkpoint`'s); returns the mark that
+        :meth:`undo` and :meth:`stop` take (0 unless a call is already recording)."""
+        if self._journal is None:
+            self._journal = []
+        return len(self._journal)
+
+    def undo(self, mark: int) -> None:
+        """Put back, newest first, what the in-place writes since ``mark`` replaced."""
+        journal = self._journal or []
+        while len(journal) > mark:
+            tensor, at, old = journal.pop()
+            tensor.index_copy_(0, at, old)
+
+    def stop(self, mark: int) -> None:
+        """The call that :meth:`record` returned ``mark`` to ended: the outermost one
+        stops the recording."""
+        if mark == 0:
+            self._journal = None
+
+    def _put(self, name: str, at: torch.Tensor, rows: torch.Tensor) -> None:
+        """Rows ``at`` (distinct positions) of the tensor ``name`` (``"X"`` or ``"Z"``)
+        set to ``rows``, in place; what they held recorded first (:meth:`record`)."""
+        tensor = getattr(self, name)
+        if self._journal is not None:
+            self._journal.append((tensor, at, tensor.index_select(0, at)))
+        tensor.index_copy_(0, at, rows)
 
     def sample(self, k: int, gen: torch.Generator, targets: bool = False) -> tuple:
         """``k`` rows drawn uniformly with replacement: ``(X, y)``, and their kept
@@ -192,7 +230,7 @@ class ReplayMemory:
         if self._pending:  # rows kept: their logits, in one pass
             self._pending = False
             kept = torch.nonzero(torch.isposinf(self.Z[:, 0])).flatten()
-            self.Z = self.Z.index_put((kept,), logits(self.X.index_select(0, kept)))
+            self._put("Z", kept, logits(self.X.index_select(0, kept)))
 
     def _kept_logits(self, X: torch.Tensor, logits, idx) -> torch.Tensor | None:
         """What :attr:`Z` holds for rows ``X`` about to be kept (rows ``idx`` of an
@@ -287,13 +325,12 @@ class ReplayMemory:
         by_label = self._label_index()[0]
         target = by_label.index_select(0, _index(list(last), by_label.device))
         source = _index(list(last.values()), y.device)
-        # Out of place: a failed call puts the memory back by reference (Checkpoint).
         # The labels stay as they are: each row takes the slot of a row of its class.
         kept = X.index_select(0, source)
         Z = self._kept_logits(kept, logits, source)
-        self.X = self.X.index_put((target,), kept)
+        self._put("X", target, kept)
         if Z is not None:
-            self.Z = self.Z.index_put((target,), Z)
+            self._put("Z", target, Z)
 
     def _label_index(self) -> tuple[torch.Tensor, np.ndarray]:
         """The memory's positions sorted by label (a stable sort) and its rows per
@@ -333,12 +370,13 @@ class ReplayMemory:
         last = dict(zip(j.tolist(), rows.tolist()))
         target = slots[torch.tensor(list(last.keys()))]
         source = torch.tensor(list(last.values()), device=y.device)
-        # Out of place: a failed call puts the memory back by reference (Checkpoint).
+        # The labels out of place: they change only so, and _label_index keeps their
+        # order while they are the same tensor.
         Z = self._kept_logits(X[source], logits, source)
-        self.X = self.X.index_put((target,), X[source])
+        self._put("X", target, X[source])
         self.y = self.y.index_put((target,), y[source])
         if Z is not None:
-            self.Z = self.Z.index_put((target,), Z)
+            self._put("Z", target, Z)
 
     def _shrink_to(self, quota: int, gen: torch.Generator) -> np.ndarray:
         """Drop rows of classes over ``quota``; a random subset of a uniform sample is

@@ -23,7 +23,9 @@ class Checkpoint:
     steps, EMA), change optimizer state, memory, anchor, fusion, drift monitor and the
     random stream. Tensors changed in place are cloned (of a wide sparse layer, only
     the rows in ``stake``, see :meth:`OnlineLearner.at_stake`); objects that a call
-    replaces are kept by reference (the replay memory only ever replaces its tensors).
+    replaces are kept by reference. The replay memory replaces its tensors, but for the
+    rows it writes in place, which it records (:meth:`ReplayMemory.record`) until
+    :meth:`close`.
     """
 
     def __init__(self, learner: OnlineLearner, stake: dict | None = None) -> None:
@@ -55,6 +57,8 @@ class Checkpoint:
             for opt in (learner.trunk_optimizer, learner.head_optimizer)
             if opt is not None
         ]
+        self.memory = learner.memory
+        self.mark = learner.memory.record()  # before its attributes are kept
         parts = (learner, learner.memory, learner.fusion, learner.anchor, learner.rates)
         parts += (learner.fresh,)
         parts += learner.memory.parts
@@ -63,8 +67,13 @@ class Checkpoint:
         self.drift = learner.drift.snapshot()
         self.rng_state = learner.rng.state
 
+    def close(self) -> None:
+        """The call ended (restored or not): the memory's recording of it ends."""
+        self.memory.stop(self.mark)
+
     @torch.no_grad()
     def restore(self) -> None:
+        self.memory.undo(self.mark)
         for m, name, saved in self.params:
             m._parameters[name] = saved.restore()
         for b, value in self.buffers:
@@ -134,3 +143,6 @@ def all_or_nothing(estimator, X=None, keep_learner=True) -> Iterator[Checkpoint 
         for v, n in lengths:
             del v[n:]
         raise
+    finally:
+        if checkpoint is not None:
+            checkpoint.close()

@@ -169,6 +169,42 @@ def test_an_exception_in_fit_keeps_the_previous_model(stream):
     assert_unchanged(clf, before)
 
 
+@pytest.mark.parametrize("strategy", ["reservoir", "class_balanced"])
+def test_a_call_that_fails_after_a_full_memory_kept_rows_puts_them_back(
+    stream, strategy, monkeypatch
+):
+    """A full replay memory writes the rows it keeps over others, in place. A call that
+    fails after that (here right after the offer, the last step that changes the
+    memory) puts the rows they replaced back, bit for bit, and goes on exactly as a
+    model that never saw it."""
+    X, y = stream
+    clf = OnlineFineTuneClassifier(memory_size=30, memory_strategy=strategy, random_state=0)
+    for s in range(0, 300, 100):
+        clf.partial_fit(X[s : s + 100], y[s : s + 100])
+    twin = copy.deepcopy(clf)
+    before = snapshot(clf)
+    memory = clf.learner_.memory
+    held, offer = memory.X.clone(), memory.offer
+    replaced = []
+
+    def offer_then_fail(*args, **kwargs):
+        offer(*args, **kwargs)
+        replaced.append(len(memory.X) == len(held) and not torch.equal(memory.X, held))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memory, "offer", offer_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        clf.partial_fit(X[300:500], y[300:500])
+    monkeypatch.undo()
+    assert replaced == [True]  # the offer wrote over rows before the failure
+    assert_unchanged(clf, before)
+    for s in range(300, 700, 200):
+        clf.partial_fit(X[s : s + 200], y[s : s + 200])
+        twin.partial_fit(X[s : s + 200], y[s : s + 200])
+    assert_same_state(state(twin), state(clf))
+    assert_same_tree(twin.learner_.state_dict(), clf.learner_.state_dict())
+
+
 # --------------------------------------------------------------------------- 4. NaN outputs
 def test_an_update_with_non_finite_outputs_is_undone(stream):
     X, y = stream

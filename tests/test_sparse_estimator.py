@@ -140,6 +140,32 @@ def test_a_failed_call_leaves_a_sparse_model_as_it_was(docs):
     assert_same_tree(twin.learner_.state_dict(), clf.learner_.state_dict())
 
 
+def test_a_call_that_fails_after_a_full_memory_kept_rows_puts_them_back(docs, monkeypatch):
+    # The sparse memory's selection writes the handles it keeps over others in place.
+    X, y = docs
+    clf, twin = fitted_stream(X, y, memory_size=100), fitted_stream(X, y, memory_size=100)
+    before = (state(clf), copy.deepcopy(clf.learner_.state_dict()))
+    memory = clf.learner_.memory
+    held, offer = memory.ids.clone(), memory.offer
+    replaced = []
+
+    def offer_then_fail(*args, **kwargs):
+        offer(*args, **kwargs)
+        replaced.append(len(memory) == len(held) and not torch.equal(memory.ids, held))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memory, "offer", offer_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        clf.partial_fit(X[800:1000], y[800:1000])
+    monkeypatch.undo()
+    assert replaced == [True]
+    assert_same_state(before[0], state(clf))
+    assert_same_tree(before[1], clf.learner_.state_dict())
+    clf.partial_fit(X[800:1000], y[800:1000])
+    twin.partial_fit(X[800:1000], y[800:1000])
+    assert_same_tree(twin.learner_.state_dict(), clf.learner_.state_dict())
+
+
 def test_an_update_with_non_finite_weights_is_undone_row_by_row(docs):
     X, y = docs
     clf = fitted_stream(X, y)
