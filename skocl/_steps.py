@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 
 import numpy as np
 import torch
@@ -89,13 +90,15 @@ def all_finite(tensors: list[torch.Tensor]) -> bool:
     (any inf or NaN makes the sum non-finite)."""
     if not any(t.is_sparse for t in tensors):
         device = tensors[0].device
-        one = _ONES.get(device)
-        if one is None:
-            one = _ONES[device] = torch.ones(1, device=device)  # read only
-        found = torch.zeros(1, device=device)  # per call: threads may share a device
+        flags = _flags(device)
+        found, one = flags[0], flags[1]
         try:
+            if not flags[2]:  # a check found a non-finite value, or did not finish
+                found.zero_()
+            flags[2] = False
             torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, one)
-            return not found.item()
+            clean = flags[2] = not found.item()
+            return clean
         except (RuntimeError, NotImplementedError):  # a torch or device without it
             pass
     total = 0.0
@@ -104,8 +107,22 @@ def all_finite(tensors: list[torch.Tensor]) -> bool:
     return math.isfinite(float(total))
 
 
-# all_finite's kernel's inv_scale, per device.
-_ONES: dict = {}
+def _flags(device) -> list:
+    """all_finite's kernel's ``found_inf`` and ``inv_scale`` on ``device``, for this
+    thread, and whether ``found_inf`` is still zero: the kernel only ever sets it, so a
+    check that found nothing leaves it ready for the next one (no tensor made per
+    check, 4 of a 32-row ``partial_fit``'s checks)."""
+    held = getattr(_FLAGS, "held", None)
+    if held is None:
+        held = _FLAGS.held = {}
+    flags = held.get(device)
+    if flags is None:
+        flags = held[device] = [torch.zeros(1, device=device), torch.ones(1, device=device), True]
+    return flags
+
+
+# Per thread (threads may share a device): _flags's tensors per device.
+_FLAGS = threading.local()
 
 
 class FusedAdam:

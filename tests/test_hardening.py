@@ -1,6 +1,7 @@
 """Failures an adversarial audit found in the estimator, each kept fixed by a test."""
 
 import copy
+import threading
 import warnings
 
 import numpy as np
@@ -386,6 +387,40 @@ def test_all_finite_finds_any_bad_value_and_changes_nothing(dtype, bad):
     assert all_finite(
         [torch.sparse_coo_tensor([[1]], torch.tensor([2.0]), (4,), check_invariants=True)]
     )
+
+
+def test_all_finite_answers_each_check_afresh(monkeypatch):
+    """all_finite keeps its flag tensor between checks: a check that found a bad value,
+    or one interrupted after the kernel set the flag, must not fail the next ones."""
+    from skocl._steps import all_finite
+
+    for _ in range(2):
+        assert not all_finite([torch.ones(3), torch.tensor([float("nan")])])
+        assert all_finite([torch.ones(3), torch.zeros(2)])
+
+    def interrupted(tensors, found, inv_scale):
+        found.fill_(1.0)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "_amp_foreach_non_finite_check_and_unscale_", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        all_finite([torch.ones(2)])
+    monkeypatch.undo()
+    assert all_finite([torch.ones(2)])
+    # Each thread has its own flag: one thread's bad value is not another's.
+    results = []
+
+    def check(values):
+        results.append(all([all_finite([torch.tensor(values)]) for _ in range(200)]))
+
+    threads = [
+        threading.Thread(target=check, args=(v,)) for v in ([1.0], [float("inf")], [2.0])
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, True, True]
 
 
 def test_a_step_hook_still_runs():
