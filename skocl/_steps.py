@@ -453,8 +453,10 @@ def fine_tune_head(
         mask_t = None if mask is None else mask[:, None]
         fused = FusedAdam.of(optimizer, params)
         with torch.no_grad():
+            # Views, made once: they see the steps' in-place updates of b.
+            b_col, feats_t = b[:, None], feats.t()
             for _ in range(steps):
-                z_t = torch.addmm(b[:, None], W, feats.t())
+                z_t = torch.addmm(b_col, W, feats_t)
                 G_t = torch.softmax(z_t if mask_t is None else z_t + mask_t, dim=0)
                 G_t = G_t.scatter_add_(0, labels, minus_one).mul_(scale)
                 grads = (G_t @ feats, G_t.sum(1))
