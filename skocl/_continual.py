@@ -88,10 +88,13 @@ def head_replay(memory, y, w, gen):
     """The replayed rows that join the rows of the head's fine-tune (labels ``y``,
     weights ``w``, None: all weigh one): ``(Xm, y, w)``, ``min(len(memory), n)`` rows
     drawn from a :class:`ReplayMemory` (or a sparse one), then all the rows' labels and
-    weights, the replayed rows together weighing as much as the others."""
+    weights, the replayed rows together weighing as much as the others (None when all
+    weigh one: unweighted rows and as many replayed, the most common case)."""
     n = len(y)
     Xm, ym = memory.sample(min(len(memory), n), gen)
     m = len(ym)
+    if w is None and m == n:  # as many replayed rows: every row weighs one
+        return Xm, torch.cat([y, ym]), None
     w = torch.ones(n, dtype=Xm.dtype, device=y.device) if w is None else w
     return Xm, torch.cat([y, ym]), torch.cat([w, w.new_full((m,), float(w.sum()) / m)])
 

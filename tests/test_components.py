@@ -184,6 +184,12 @@ def test_the_replay_rule_weighs_replayed_rows_as_documented():
     Xm, yf, wf = head_replay(mem, y, w, gen)
     assert len(Xm) == 8 and len(yf) == len(wf) == 16
     torch.testing.assert_close(wf[8:].sum(), w.sum())  # together: as much as the chunk
+    # Unweighted rows: as many replayed all weigh one (None); fewer weigh more each.
+    Xm, yf, wf = head_replay(mem, y, None, gen)
+    assert len(Xm) == 8 and len(yf) == 16 and wf is None
+    Xm, yf, wf = head_replay(mem, torch.zeros(80, dtype=torch.long), None, gen)
+    assert len(Xm) == 50 and len(yf) == len(wf) == 130
+    torch.testing.assert_close(wf, torch.cat([torch.ones(80), torch.full((50,), 80 / 50)]))
     small = copy.deepcopy(mem)
     small.drop_classes([0, 1])
     assert len(small) == 0
