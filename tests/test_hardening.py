@@ -413,9 +413,7 @@ def test_all_finite_answers_each_check_afresh(monkeypatch):
     def check(values):
         results.append(all([all_finite([torch.tensor(values)]) for _ in range(200)]))
 
-    threads = [
-        threading.Thread(target=check, args=(v,)) for v in ([1.0], [float("inf")], [2.0])
-    ]
+    threads = [threading.Thread(target=check, args=(v,)) for v in ([1.0], [float("inf")], [2.0])]
     for t in threads:
         t.start()
     for t in threads:
