@@ -42,11 +42,11 @@ def logit_targets(Z, mask, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     from rising to answer the new one (Split-Digits 0.953 with such rows, 0.959
     without, 10 seeds; DEFAULTS.md). ``counts`` is None where every one counts."""
     Z = _widened(Z, width)  # classes the head gained since: no logit kept
+    if mask is None and not bool(torch.isnan(Z).any()):
+        return Z, None  # every row counts whole (most often so): the logits as they are
     kept = Z == Z  # not NaN (kept logits are finite: a non-finite update is undone)
     if mask is None:  # every class: a row counts whole or not at all
         ok = kept.all(1)
-        if bool(ok.all()):  # every row (most often so): the logits as they are
-            return Z, None
         return torch.where(ok[:, None], Z, 0.0), ok.to(Z.dtype)[:, None].expand_as(Z)
     live = torch.isfinite(mask)[None, :]
     ok = kept & live & (kept | ~live).all(1, keepdim=True)
@@ -70,7 +70,8 @@ def batch_targets(Z, mask, width: int, sizes: list[int], alpha: float) -> list:
     ``alpha`` over how many count; None where none does."""
     T, counts = logit_targets(Z, mask, width)
     if counts is None:
-        return [(t.t(), None, alpha / t.numel()) if len(t) else None for t in T.split(sizes)]
+        parts = (T,) if len(sizes) == 1 else T.split(sizes)
+        return [(t.t(), None, alpha / t.numel()) if len(t) else None for t in parts]
     if len(sizes) == 1:
         per_batch = [counts.sum().item()]
     else:
