@@ -139,7 +139,7 @@ class ReplayMemory:
         self.y = torch.empty((0,), dtype=torch.long, device=device)
         self.seen = torch.zeros(0, dtype=torch.long)  # rows seen per class index
         self.Z = None
-        self._labels = None  # (y, its positions sorted, rows per class): _label_index
+        self._labels = None  # (y, its positions sorted, rows per class, ...): _label_index
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -251,7 +251,8 @@ class ReplayMemory:
         elif width > self.Z.shape[1]:
             self.Z = _widened(self.Z, width)
         if given:
-            return _widened(logits[idx], self.Z.shape[1])
+            rows = logits.index_select(0, idx) if isinstance(idx, torch.Tensor) else logits[idx]
+            return _widened(rows, self.Z.shape[1])
         self._pending = True
         return self.Z.new_full((len(X), self.Z.shape[1]), math.inf)
 
@@ -296,8 +297,8 @@ class ReplayMemory:
         # 86 us for 10,000 rows; the same order.)
         small = len(counts) < 1 << 15
         order = np.argsort(labels.astype(np.int16) if small else labels, kind="stable")
-        cls = np.repeat(np.arange(len(counts)), counts)
-        rank = np.arange(len(cls)) - np.repeat(np.cumsum(counts) - counts, counts)
+        cls = labels[order]
+        rank = np.arange(len(cls)) - (np.cumsum(counts) - counts)[cls]
         slots = held + free
         appended = rank < free[cls] if appending else None
         drawn = slots[cls] > 0
@@ -326,8 +327,7 @@ class ReplayMemory:
         flat = start[cls[pos]] + j[keep]
         # When two rows pick one slot, the later one wins, as in the sequential algorithm.
         last = dict(zip(flat.tolist(), order[pos].tolist()))
-        by_label = self._label_index()[0]
-        target = by_label.index_select(0, _index(list(last), by_label.device))
+        target = _index(self._label_index()[2][list(last)], self.y.device)
         source = _index(list(last.values()), y.device)
         # The labels stay as they are: each row takes the slot of a row of its class.
         kept = X.index_select(0, source)
@@ -336,13 +336,15 @@ class ReplayMemory:
         if Z is not None:
             self._put("Z", target, Z)
 
-    def _label_index(self) -> tuple[torch.Tensor, np.ndarray]:
-        """The memory's positions sorted by label (a stable sort) and its rows per
-        class, kept while the labels are the same tensor (they never change in place)."""
+    def _label_index(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """The memory's positions sorted by label (a stable sort), its rows per class,
+        and those positions on the host, kept while the labels are the same tensor
+        (they never change in place)."""
         cached = getattr(self, "_labels", None)  # None too in a memory pickled before it
-        if cached is None or cached[0] is not self.y:
+        if cached is None or cached[0] is not self.y or len(cached) < 4:
             order = torch.sort(self.y, stable=True).indices
-            cached = self._labels = (self.y, order, torch.bincount(self.y).cpu().numpy())
+            counts = torch.bincount(self.y).cpu().numpy()
+            cached = self._labels = (self.y, order, counts, order.cpu().numpy())
         return cached[1:]
 
     def _reservoir(self, X, y, slots_mask, quota, gen, seen=None, logits=None) -> None:
