@@ -70,7 +70,10 @@ class Rows:
             return rows
         if isinstance(X, torch.Tensor):
             # index_select: a gather of rows, several times faster than X[idx] on the CPU.
-            rows = X[idx] if isinstance(idx, slice) else X.index_select(0, idx)
+            if whole:
+                rows = X
+            else:
+                rows = X[idx] if isinstance(idx, slice) else X.index_select(0, idx)
         else:
             rows = to_tensor(
                 X[idx.numpy() if isinstance(idx, torch.Tensor) else idx].toarray(), self.dtype
