@@ -171,12 +171,18 @@ class FusedAdam:
 
     def step(self, grads) -> None:
         """One step with dense gradients of the parameters' dtype."""
-        self.counts.add_(1)  # every parameter's step count, in one operation
+        # Every parameter's step count, in one operation (adding a tensor: a Python 1
+        # would first be made one, 1.5 us more).
+        self.counts.add_(_ONE)
         group = self.group
         adam_kernel(
             list(self.params), list(grads), self.exp_avgs, self.exp_avg_sqs, self.steps,
             group["lr"], group["betas"], group["weight_decay"], group["eps"], self.decoupled,
         )  # fmt: skip
+
+
+# FusedAdam's step count increment (read only; the step counts are on the CPU).
+_ONE = torch.tensor(1.0)
 
 
 def _shared_counts(states: list) -> torch.Tensor:
