@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import copyreg
 import math
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -104,7 +106,7 @@ class DriftMonitor:
         """A copy that later observations of this monitor leave alone (a checkpoint's;
         ``recent`` and ``level`` are replaced, not changed, so they are shared)."""
         other = copy.copy(self)
-        other.detector = copy.deepcopy(self.detector)
+        other.detector = _deep_copy(self.detector)
         other.drifts = list(self.drifts)
         return other
 
@@ -156,6 +158,46 @@ def make_detector(spec):
             return None
         return ADWIN()
     return spec.clone() if hasattr(spec, "clone") else copy.deepcopy(spec)
+
+
+def _deep_copy(obj):
+    """``copy.deepcopy(obj)``, quicker for an object of a plain class (its state its
+    ``__dict__``, no copy or pickle hooks), as river's detectors are: the attributes of
+    immutable types are shared rather than passed through ``deepcopy`` one by one, and
+    the others deep-copied as ``deepcopy`` would (7 against 11 us for ADWIN, the
+    default detector; a checkpoint makes one per call)."""
+    cls = type(obj)
+    if not _plain_class(cls):
+        return copy.deepcopy(obj)
+    new = cls.__new__(cls)
+    memo = {id(obj): new}
+    new.__dict__.update(
+        {k: v if type(v) in _ATOMIC else copy.deepcopy(v, memo) for k, v in vars(obj).items()}
+    )
+    return new
+
+
+def _plain_class(cls) -> bool:
+    """Whether ``deepcopy`` copies instances of ``cls`` as ``cls.__new__(cls)`` with a
+    deep copy of their ``__dict__`` (per class, kept)."""
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = _PLAIN[cls] = (
+            getattr(cls, "__deepcopy__", None) is None
+            and cls.__reduce_ex__ is object.__reduce_ex__
+            and cls.__reduce__ is object.__reduce__
+            and getattr(cls, "__getstate__", object.__getstate__) is object.__getstate__
+            and not hasattr(cls, "__setstate__")
+            and not hasattr(cls, "__slots__")
+            and cls not in copyreg.dispatch_table
+            and cls.__dictoffset__ != 0  # its instances have a __dict__
+        )
+    return plain
+
+
+# Types whose values deepcopy returns as they are.
+_ATOMIC = frozenset({type(None), bool, int, float, complex, str, bytes})
+_PLAIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def watched(rows, rng):

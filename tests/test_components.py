@@ -88,6 +88,49 @@ def test_monitor_state_is_bounded_and_restores_the_recent_errors():
     assert back.level == monitor.level and back.drifts == monitor.drifts
 
 
+class Slotted:
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = [0]
+
+
+class OwnCopy(FireOn):
+    def __deepcopy__(self, memo):
+        return "its own copy"
+
+
+def test_a_snapshot_copies_the_detector_as_deepcopy_does():
+    """DriftMonitor.snapshot copies a plain detector by its attributes (immutable ones
+    shared): the copy is independent, keeps aliasing and cycles as deepcopy does, and
+    a detector with copy hooks or slots is left to deepcopy."""
+    from river.drift import ADWIN
+
+    detector = FireOn(3)
+    detector.shared = [1, 2]
+    detector.again, detector.me, detector.name = detector.shared, detector, "x"
+    copied = DriftMonitor(detector).snapshot().detector
+    assert type(copied) is FireOn and copied is not detector
+    assert copied.shared == [1, 2] and copied.shared is not detector.shared
+    assert copied.again is copied.shared and copied.me is copied
+    assert copied.at == {3} and copied.at is not detector.at
+    copied.update(0)
+    assert (copied.n, detector.n) == (1, 0)
+    assert DriftMonitor(OwnCopy()).snapshot().detector == "its own copy"
+    slotted = DriftMonitor(Slotted()).snapshot().detector
+    assert slotted.n == [0] and slotted.n is not Slotted().n
+    # river's ADWIN (the default): the copy goes on as the original would.
+    adwin = ADWIN()
+    for i in range(3000):
+        adwin.update(int(i % 7 == 0))
+    twin = DriftMonitor(adwin).snapshot().detector
+    for x in [1] * 600 + [0] * 50:
+        adwin.update(x)
+        twin.update(x)
+        assert twin.drift_detected == adwin.drift_detected
+    assert twin.width == adwin.width and twin.estimation == adwin.estimation
+
+
 def test_a_model_saved_mid_stream_still_detects_the_demo_drifts(tmp_path):
     # The demo's stream: abrupt drifts at rows 4800 and 8400; save after the first.
     X, y, drifts = make_drift_stream(12_000, 6, 4, drift_points=(0.4, 0.7), random_state=0)
