@@ -276,24 +276,19 @@ class Transaction:
     def finite(self, head: nn.Module | None = None, feats: torch.Tensor | None = None) -> bool:
         """Whether every weight is finite and (given) so are ``head``'s outputs on
         ``feats``: finite weights can still give non-finite outputs (a huge step, a huge
-        pull, an input far out of range). One sync for both."""
-        parts = [
-            (w.t if w.rows is None else w.t.index_select(0, w.rows)).reshape(-1)
-            for w in self.weights
-        ]  # fmt: skip
-        total = torch.cat(parts).sum()
+        pull, an input far out of range). One check (:func:`all_finite`) for both,
+        unless a bound on a linear head's outputs answers for them."""
+        weights = [w.t if w.rows is None else w.t.index_select(0, w.rows) for w in self.weights]
         if head is None:
-            return math.isfinite(total.item())
+            return all_finite(weights)
         bound = _output_bound(head, feats) if len(feats) >= _BOUND_ROWS else None
-        if bound is not None:
-            # A linear head's outputs are finite when a bound on them is: one pass over
-            # the features (their extremes) instead of the head's forward.
-            weights, bound = torch.stack([total, bound]).tolist()
-            if not math.isfinite(weights):
-                return False
-            if bound < _SAFE_BOUND:
-                return True
-        return math.isfinite((total + head(feats).sum()).item())
+        if bound is None:
+            return all_finite([*weights, head(feats)])
+        # A linear head's outputs are finite when a bound on them is: one pass over the
+        # features (their extremes) instead of the head's forward.
+        if not all_finite(weights):
+            return False
+        return bound.item() < _SAFE_BOUND or all_finite([head(feats)])
 
     @torch.no_grad()
     def rollback(self) -> None:
