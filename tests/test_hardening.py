@@ -503,3 +503,11 @@ def test_the_check_of_a_linear_heads_outputs_matches_their_forward(monkeypatch, 
     with torch.no_grad():
         head.bias.fill_(float("nan"))
     assert not txn.finite(head, torch.randn(4, 3))
+    # Each value is checked, not a sum: weights and outputs near float32's largest
+    # value are finite, though their sums are not.
+    big = nn.Linear(1, 2)
+    with torch.no_grad():
+        big.weight.fill_(3e38)
+        big.bias.zero_()
+    assert Transaction(list(big.parameters()), []).finite(big, torch.ones(3, 1))
+    assert Transaction(list(big.parameters()), []).finite()
