@@ -109,8 +109,8 @@ def encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
     are not there."""
     try:
         idx = np.searchsorted(classes, y)
-        found = idx < len(classes)
-        found[found] = classes[idx[found]] == y[found]
+        # A label past the last class is compared with the last class (not equal).
+        found = classes.take(idx, mode="clip") == y if len(classes) else idx < 0
     except TypeError:  # labels that do not compare with the classes' type
         found = np.zeros(len(y), dtype=bool)
         idx = None
