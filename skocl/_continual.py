@@ -7,6 +7,7 @@ growth; the update rule in ``_learner.OnlineLearner.update`` decides when each a
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -23,6 +24,9 @@ SAME_INPUTS_Z = 2.0
 # differ among themselves.
 CHECK_ROWS = 512
 CONTRADICT_MARGIN = 0.2
+# Chunks of at most this many rows are offered to a full class-balanced memory a row at
+# a time (ReplayMemory._replacing_rows): below it Python's loop is the cheaper.
+SMALL_OFFER = 64
 
 
 def replay_counts(sizes: list[int], held: int, share: float) -> list[int]:
@@ -283,6 +287,25 @@ class ReplayMemory:
         rows kept, the same random numbers drawn), in a few operations for all classes.
         ``labels``: ``y`` on the host, ``counts``: the chunk's rows per class, ``held``:
         the memory's."""
+        if len(self) >= self.capacity and len(labels) <= SMALL_OFFER:
+            last = self._replacing_rows(labels, held, gen)
+        else:
+            last = self._appended_then_replacing(X, y, labels, counts, held, quota, gen, logits)
+        if not last:
+            return
+        target = _index(self._label_index()[2][list(last)], self.y.device)
+        source = _index(list(last.values()), y.device)
+        # The labels stay as they are: each row takes the slot of a row of its class.
+        kept = X.index_select(0, source)
+        Z = self._kept_logits(kept, logits, source)
+        self._put("X", target, kept)
+        if Z is not None:
+            self._put("Z", target, Z)
+
+    def _appended_then_replacing(self, X, y, labels, counts, held, quota, gen, logits):
+        """:meth:`_balanced`'s arrays: rows appended while there is room (done here),
+        then which rows take a slot, as ``{slot: row}`` (a slot by its place among the
+        memory's rows sorted by label, a row by its place in the chunk)."""
         seen = self.seen.numpy()
         free = np.zeros(len(counts), dtype=np.int64)
         room = self.capacity - len(self)
@@ -312,29 +335,44 @@ class ReplayMemory:
             if Z is not None:
                 self.Z = torch.cat([self.Z, Z])
         if not drawn.any():
-            return
+            return {}
         # Row t (1-based count of its class) replaces slot j ~ U{0..t-1} when j < slots.
         t = (seen[cls] + rank + 1)[drawn].astype(np.float64)
         r = torch.rand(len(t), generator=gen, dtype=torch.float64).numpy()
         j = (r * t).astype(np.int64)
         keep = j < slots[cls][drawn]
         if not keep.any():
-            return
+            return {}
         pos = np.flatnonzero(drawn)[keep]
         # Class c's slots are its positions in the memory, in order: entries start[c]
         # to start[c] + slots[c] of the memory's positions sorted by label.
         start = np.cumsum(slots) - slots
         flat = start[cls[pos]] + j[keep]
         # When two rows pick one slot, the later one wins, as in the sequential algorithm.
-        last = dict(zip(flat.tolist(), order[pos].tolist()))
-        target = _index(self._label_index()[2][list(last)], self.y.device)
-        source = _index(list(last.values()), y.device)
-        # The labels stay as they are: each row takes the slot of a row of its class.
-        kept = X.index_select(0, source)
-        Z = self._kept_logits(kept, logits, source)
-        self._put("X", target, kept)
-        if Z is not None:
-            self._put("Z", target, Z)
+        return dict(zip(flat.tolist(), order[pos].tolist()))
+
+    def _replacing_rows(self, labels: np.ndarray, held: np.ndarray, gen) -> dict:
+        """:meth:`_appended_then_replacing` for a full memory, a row at a time: on a
+        chunk of at most ``SMALL_OFFER`` rows Python's loops cost less than the arrays'
+        operations (the same random numbers, the same rows, in the same order)."""
+        lab, seen, slots = labels.tolist(), self.seen.tolist(), held.tolist()
+        start = list(itertools.accumulate(slots, initial=0))
+        rank = [0] * len(slots)
+        drawn = []  # (count of its class, class, row), the rows grouped by class
+        for p in sorted(range(len(lab)), key=lab.__getitem__):
+            c = lab[p]
+            rank[c] += 1
+            if slots[c] > 0:
+                drawn.append((seen[c] + rank[c], c, p))
+        if not drawn:
+            return {}
+        last = {}
+        draws = torch.rand(len(drawn), generator=gen, dtype=torch.float64).tolist()
+        for u, (t, c, p) in zip(draws, drawn):
+            j = int(u * t)
+            if j < slots[c]:
+                last[start[c] + j] = p
+        return last
 
     def _label_index(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """The memory's positions sorted by label (a stable sort), its rows per class,

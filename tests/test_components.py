@@ -256,14 +256,23 @@ def _offer_one_class_at_a_time(memory, X, y, gen):
 
 
 @pytest.mark.parametrize("capacity", [7, 30, 200])
-def test_the_one_pass_class_balanced_offer_keeps_what_class_by_class_kept(capacity):
+@pytest.mark.parametrize("by_row", [True, False], ids=["small chunks by row", "arrays only"])
+def test_the_one_pass_class_balanced_offer_keeps_what_class_by_class_kept(
+    capacity, by_row, monkeypatch
+):
+    # Chunks of up to SMALL_OFFER rows reach a full memory a row at a time (or, with
+    # by_row False, through the arrays as larger ones do): the same rows either way.
+    import skocl._continual
+
+    if not by_row:
+        monkeypatch.setattr(skocl._continual, "SMALL_OFFER", 0)
     rng = np.random.RandomState(capacity)
     fast = ReplayMemory(capacity, "class_balanced", 3, torch.float32, torch.device("cpu"))
     slow = copy.deepcopy(fast)
     g_fast, g_slow = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     for step in range(40):
-        # Chunks of 1 to 60 rows over a growing set of up to 6 classes, some missing.
-        n = rng.randint(1, 61)
+        # Chunks of 1 to 150 rows over a growing set of up to 6 classes, some missing.
+        n = rng.randint(1, 151)
         y = torch.as_tensor(rng.randint(0, min(2 + step // 5, 6), n))
         X = torch.as_tensor(rng.randn(n, 3), dtype=torch.float32)
         fast.add(X, y, g_fast)
