@@ -287,9 +287,10 @@ class ReplayMemory:
         rows kept, the same random numbers drawn), in a few operations for all classes.
         ``labels``: ``y`` on the host, ``counts``: the chunk's rows per class, ``held``:
         the memory's."""
-        if len(self) >= self.capacity and len(labels) <= SMALL_OFFER:
-            last = self._replacing_rows(labels, held, gen)
-        else:
+        last = None
+        if len(labels) <= SMALL_OFFER:
+            last = self._replacing_rows(labels, held, quota, gen)
+        if last is None:
             last = self._appended_then_replacing(X, y, labels, counts, held, quota, gen, logits)
         if not last:
             return
@@ -351,11 +352,15 @@ class ReplayMemory:
         # When two rows pick one slot, the later one wins, as in the sequential algorithm.
         return dict(zip(flat.tolist(), order[pos].tolist()))
 
-    def _replacing_rows(self, labels: np.ndarray, held: np.ndarray, gen) -> dict:
-        """:meth:`_appended_then_replacing` for a full memory, a row at a time: on a
-        chunk of at most ``SMALL_OFFER`` rows Python's loops cost less than the arrays'
-        operations (the same random numbers, the same rows, in the same order)."""
+    def _replacing_rows(self, labels: np.ndarray, held: np.ndarray, quota: int, gen):
+        """:meth:`_appended_then_replacing` when no row is appended (the memory is full,
+        or each of the chunk's classes holds its quota), a row at a time: on a chunk of
+        at most ``SMALL_OFFER`` rows Python's loops cost less than the arrays'
+        operations (the same random numbers, the same rows, in the same order). None,
+        having done nothing, when a row is to be appended."""
         lab, seen, slots = labels.tolist(), self.seen.tolist(), held.tolist()
+        if len(self) < self.capacity and any(slots[c] < quota for c in set(lab)):
+            return None
         start = list(itertools.accumulate(slots, initial=0))
         rank = [0] * len(slots)
         drawn = []  # (count of its class, class, row), the rows grouped by class
