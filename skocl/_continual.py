@@ -143,17 +143,17 @@ class ReplayMemory:
         self.y = torch.empty((0,), dtype=torch.long, device=device)
         self.seen = torch.zeros(0, dtype=torch.long)  # rows seen per class index
         self.Z = None
-        self._labels = None  # (y, its positions sorted, rows per class, ...): _label_index
+        self._labels = None  # (y, its positions sorted, rows per class): _label_index
 
     def __len__(self) -> int:
         return self.y.shape[0]
 
     # ------------------------------------------------------------- in-place writes
     # A row kept in place of another is written in place: a copy of the whole memory at
-    # every call (to leave the tensors a failed call puts back untouched) cost more than
-    # the rows it kept (17 us a 32-row call at 2,000 rows of 20 features, and it grows
-    # with the width). Rows only ever change this way; the memory grows and shrinks by
-    # new tensors, which a failed call puts back by reference.
+    # every call (to leave the tensors a failed call puts back untouched) cost 6 % of a
+    # 32-row call at 2,000 rows of 200 features, more the wider the rows. Rows only ever
+    # change this way; the memory grows and shrinks by new tensors, which a failed call
+    # puts back by reference.
     def record(self) -> int:
         """Keep, from now on, what in-place writes replace (a call starts: the
         :class:`~skocl._learner_checkpoint.Checkpoint`'s); returns the mark that
@@ -294,7 +294,7 @@ class ReplayMemory:
             last = self._appended_then_replacing(X, y, labels, counts, held, quota, gen, logits)
         if not last:
             return
-        target = _index(self._label_index()[2][list(last)], self.y.device)
+        target = _index(self._label_index()[0][list(last)], self.y.device)
         source = _index(list(last.values()), y.device)
         # The labels stay as they are: each row takes the slot of a row of its class.
         kept = X.index_select(0, source)
@@ -379,15 +379,14 @@ class ReplayMemory:
                 last[start[c] + j] = p
         return last
 
-    def _label_index(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """The memory's positions sorted by label (a stable sort), its rows per class,
-        and those positions on the host, kept while the labels are the same tensor
-        (they never change in place)."""
+    def _label_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """The memory's positions sorted by label (a stable sort) and its rows per
+        class, on the host, kept while the labels are the same tensor (they never change
+        in place)."""
         cached = getattr(self, "_labels", None)  # None too in a memory pickled before it
-        if cached is None or cached[0] is not self.y or len(cached) < 4:
-            order = torch.sort(self.y, stable=True).indices
-            counts = torch.bincount(self.y).cpu().numpy()
-            cached = self._labels = (self.y, order, counts, order.cpu().numpy())
+        if cached is None or cached[0] is not self.y or type(cached[1]) is not np.ndarray:
+            order = torch.sort(self.y, stable=True).indices.cpu().numpy()
+            cached = self._labels = (self.y, order, torch.bincount(self.y).cpu().numpy())
         return cached[1:]
 
     def _reservoir(self, X, y, slots_mask, quota, gen, seen=None, logits=None) -> None:
