@@ -48,15 +48,24 @@ class ServingMixin:
         except AttributeError:
             check_is_fitted(self)
             raise
-        if self._is_plain(X):
-            # The hot path of predict_proba and decision_function (and of predict where
-            # _cpu_logits does not apply): X needs no more than a cast and a finite check.
-            Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
-            if math.isfinite(Xc.sum()) and Xc.flags.writeable:
-                X_t = torch.from_numpy(Xc)
-                out = forward(*learner.served, X_t, post, learner.gpu, 0, learner.mask)
-                return out.cpu().numpy()
+        # The hot path of predict_proba and decision_function (and of predict where
+        # _cpu_logits does not apply).
+        Xc = self._plain_rows(X)
+        if Xc is not None:
+            X_t = torch.from_numpy(Xc)
+            out = forward(*learner.served, X_t, post, learner.gpu, 0, learner.mask)
+            return out.cpu().numpy()
         return learner.forward(self._check_X(X), post)
+
+    def _plain_rows(self, X, max_rows: float = math.inf) -> np.ndarray | None:
+        """Plain X (:meth:`_is_plain`) of at most ``max_rows`` rows as a C-contiguous
+        array of the network's dtype, when it needs no more than that cast: finite, and
+        writeable (a tensor shares its memory); None for any other input, which goes
+        through the checks that name the problem."""
+        if not self._is_plain(X) or X.shape[0] > max_rows:
+            return None
+        Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
+        return Xc if math.isfinite(Xc.sum()) and Xc.flags.writeable else None
 
     def _cpu_logits(self, learner, X):
         """The served logits of X (the mask added) as a numpy array, for plain X (see
@@ -64,11 +73,9 @@ class ServingMixin:
         and numpy for the rest, the hot path of ``predict`` (1 row: about 1.2 times a
         plain torch forward, against 1.55 through :meth:`_forward`); None for any other
         input, which takes :meth:`_forward`."""
-        if learner.gpu is not None or not self._is_plain(X) or X.shape[0] > FORWARD_ROWS:
+        Xc = None if learner.gpu is not None else self._plain_rows(X, FORWARD_ROWS)
+        if Xc is None:
             return None
-        Xc = np.ascontiguousarray(X, dtype=self._np_dtype)
-        if not (math.isfinite(Xc.sum()) and Xc.flags.writeable):
-            return None  # _forward's checks name the problem
         trunk, head = learner.served
         with torch.inference_mode():
             z = head(trunk(torch.from_numpy(Xc)))
