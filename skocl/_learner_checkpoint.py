@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ._continual import ReplayMemory
 from ._steps import Saved
 from ._tasks import TaskHeads
 
@@ -23,7 +24,7 @@ class Checkpoint:
     steps, EMA), change optimizer state, memory, anchor, fusion, drift monitor and the
     random stream. Tensors changed in place are cloned (of a wide sparse layer, only
     the rows in ``stake``, see :meth:`OnlineLearner.at_stake`); objects that a call
-    replaces are kept by reference. The replay memory replaces its tensors, but for the
+    replaces are kept by reference. A replay memory replaces its tensors, but for the
     rows it writes in place, which it records (:meth:`ReplayMemory.record`) until
     :meth:`close`.
     """
@@ -57,8 +58,14 @@ class Checkpoint:
             for opt in (learner.trunk_optimizer, learner.head_optimizer)
             if opt is not None
         ]
-        self.memory = learner.memory
-        self.mark = learner.memory.record()  # before its attributes are kept
+        # The memories that write rows in place record what they overwrite (the memory,
+        # or the row selection a sparse memory keeps among its parts), from before
+        # their attributes are kept.
+        self.recording = [
+            (m, m.record())
+            for m in (learner.memory, *learner.memory.parts)
+            if isinstance(m, ReplayMemory)
+        ]
         parts = (learner, learner.memory, learner.fusion, learner.anchor, learner.rates)
         parts += (learner.fresh,)
         parts += learner.memory.parts
@@ -69,11 +76,13 @@ class Checkpoint:
 
     def close(self) -> None:
         """The call ended (restored or not): the memory's recording of it ends."""
-        self.memory.stop(self.mark)
+        for memory, mark in self.recording:
+            memory.stop(mark)
 
     @torch.no_grad()
     def restore(self) -> None:
-        self.memory.undo(self.mark)
+        for memory, mark in self.recording:
+            memory.undo(mark)
         for m, name, saved in self.params:
             m._parameters[name] = saved.restore()
         for b, value in self.buffers:

@@ -135,19 +135,9 @@ class SparseReplayMemory:
 
     @property
     def parts(self) -> tuple:
-        """Inner objects whose attributes a checkpoint keeps too (the selection)."""
+        """Inner objects whose attributes a checkpoint keeps too (the selection, whose
+        in-place writes it records as well)."""
         return (self._select,)
-
-    # The selection writes the handles it keeps in place of others in place (as the
-    # dense memory writes rows): what a failed call puts back is recorded there.
-    def record(self) -> int:
-        return self._select.record()
-
-    def undo(self, mark: int) -> None:
-        self._select.undo(mark)
-
-    def stop(self, mark: int) -> None:
-        self._select.stop(mark)
 
     def columns(self) -> np.ndarray:
         """The distinct columns of the kept rows (computed once per change of them)."""
